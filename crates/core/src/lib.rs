@@ -1,0 +1,15 @@
+//! gpdiag's domain types, parsed once at the boundary: instances, versions, the availability
+//! gate, download task types and the clock. No IO and nothing async lives here.
+
+pub mod clock;
+pub mod instance;
+
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use instance::{
+    check_diagnosis_available, CoreVersion, DownloadTaskType, GateError, Instance, InstanceMode,
+    ParseError, MIN_DIAGNOSIS_VERSION,
+};
+pub mod secret;
+pub use secret::Secret;
+pub mod account;
+pub use account::AccessKey;

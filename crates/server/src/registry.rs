@@ -1,0 +1,128 @@
+//! The in-memory view of keys and instances that every request reads, kept in step with the
+//! store: requests never touch the database on the hot path.
+
+use gpdiag_core::{AccessKey, Instance, Secret};
+use gpdiag_store::{Store, StoreError};
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+#[derive(Debug, Clone)]
+pub struct KeyEntry {
+    pub account: Arc<str>,
+    pub secret: Secret,
+    pub enabled: bool,
+}
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    keys: HashMap<String, KeyEntry>,
+    keys_generation: i64,
+    instances: HashMap<String, Arc<Instance>>,
+    /// Each account's instances sorted by ID, for listings.
+    by_account: HashMap<Arc<str>, Vec<Arc<Instance>>>,
+}
+
+/// Readers clone an `Arc` under a short read lock; reloads build a new snapshot and swap it in.
+#[derive(Default)]
+pub struct Registry {
+    snapshot: RwLock<Arc<Snapshot>>,
+}
+
+impl Registry {
+    fn current(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn swap(&self, f: impl FnOnce(&Snapshot) -> Snapshot) {
+        let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
+        let next = f(&guard);
+        *guard = Arc::new(next);
+    }
+
+    pub fn key(&self, id: &str) -> Option<KeyEntry> {
+        self.current().keys.get(id).cloned()
+    }
+
+    /// The instance if it exists *and* belongs to `account`: another account's instance is
+    /// indistinguishable from a missing one.
+    pub fn owned_instance(&self, account: &str, id: &str) -> Option<Arc<Instance>> {
+        self.current()
+            .instances
+            .get(id)
+            .filter(|i| i.account == account)
+            .cloned()
+    }
+
+    pub fn instances_of(&self, account: &str) -> Vec<Arc<Instance>> {
+        self.current()
+            .by_account
+            .get(account)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Reloads everything from the store.
+    pub async fn load(&self, store: &dyn Store) -> Result<(), StoreError> {
+        let generation = store.keys_generation().await?;
+        let keys = store.list_keys().await?;
+        let instances = store.list_instances().await?;
+        self.swap(|_| build(keys, generation, instances));
+        Ok(())
+    }
+
+    /// Reloads the keys if another process changed them; returns whether it did.
+    pub async fn refresh_keys(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        let generation = store.keys_generation().await?;
+        if generation == self.current().keys_generation {
+            return Ok(false);
+        }
+        let keys = store.list_keys().await?;
+        self.swap(|old| Snapshot {
+            keys: index_keys(keys),
+            keys_generation: generation,
+            instances: old.instances.clone(),
+            by_account: old.by_account.clone(),
+        });
+        Ok(true)
+    }
+}
+
+fn index_keys(keys: Vec<AccessKey>) -> HashMap<String, KeyEntry> {
+    keys.into_iter()
+        .map(|k| {
+            (
+                k.id,
+                KeyEntry {
+                    account: k.account.into(),
+                    secret: k.secret,
+                    enabled: k.enabled,
+                },
+            )
+        })
+        .collect()
+}
+
+fn build(keys: Vec<AccessKey>, keys_generation: i64, instances: Vec<Instance>) -> Snapshot {
+    let mut by_account: HashMap<Arc<str>, Vec<Arc<Instance>>> = HashMap::new();
+    let mut by_id = HashMap::new();
+    for instance in instances {
+        let instance = Arc::new(instance);
+        by_account
+            .entry(instance.account.as_str().into())
+            .or_default()
+            .push(instance.clone());
+        by_id.insert(instance.id.clone(), instance);
+    }
+    for list in by_account.values_mut() {
+        list.sort_by(|a, b| a.id.cmp(&b.id));
+    }
+    Snapshot {
+        keys: index_keys(keys),
+        keys_generation,
+        instances: by_id,
+        by_account,
+    }
+}

@@ -1,0 +1,94 @@
+//! gpdiag's durable state behind one trait, [`Store`]: accounts, access keys and the instance
+//! registry. SQLite is the embedded default; PostgreSQL arrives with the records store. No
+//! driver type crosses this crate's boundary.
+
+mod sqlite;
+
+use async_trait::async_trait;
+use gpdiag_core::{AccessKey, Instance};
+use std::sync::Arc;
+
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error("storage URL {0:?} is not supported: {1}")]
+    Unsupported(String, &'static str),
+    /// The back end failed; the message is for logs, never for API clients.
+    #[error("storage failure: {0}")]
+    Backend(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Creates the account if it does not exist.
+    async fn ensure_account(&self, name: &str) -> Result<(), StoreError>;
+
+    /// Inserts a key, or updates the secret of an existing key of the same account. A key ID
+    /// that belongs to another account is a `Conflict`. `enabled` is kept for existing keys, so
+    /// re-reading the configuration never re-enables a key an operator disabled.
+    async fn put_key(&self, key: &AccessKey) -> Result<(), StoreError>;
+
+    /// Enables or disables a key; `NotFound` if there is no such key.
+    async fn set_key_enabled(&self, id: &str, enabled: bool) -> Result<(), StoreError>;
+
+    async fn list_keys(&self) -> Result<Vec<AccessKey>, StoreError>;
+
+    /// A number that changes whenever any key changes, so a server can poll it cheaply and
+    /// reload keys that another process (the `gpdiag keys` command) changed.
+    async fn keys_generation(&self) -> Result<i64, StoreError>;
+
+    /// Makes the registry exactly `instances`: new ones are added, present ones updated (their
+    /// first-seen time kept), missing ones removed.
+    async fn replace_instances(&self, instances: &[Instance]) -> Result<(), StoreError>;
+
+    async fn list_instances(&self) -> Result<Vec<Instance>, StoreError>;
+}
+
+/// Opens the store named by a `[storage] url`.
+pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        return Ok(Arc::new(SqliteStore::open(path).await?));
+    }
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Err(StoreError::Unsupported(
+            redact_url(url),
+            "PostgreSQL storage is not available in this version yet; use sqlite://PATH",
+        ));
+    }
+    Err(StoreError::Unsupported(
+        redact_url(url),
+        "expected sqlite://PATH",
+    ))
+}
+
+/// Drops any password from a URL before it goes into an error message.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_lose_their_credentials_in_messages() {
+        assert_eq!(redact_url("postgres://u:pw@h/db"), "postgres://***@h/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[tokio::test]
+    async fn unknown_schemes_are_refused_clearly() {
+        let err = open("mysql://u:pw@h/db").await.err().unwrap().to_string();
+        assert!(err.contains("sqlite://") && !err.contains("pw"), "{err}");
+    }
+}
