@@ -71,8 +71,9 @@ impl Default for ObjectsConfig {
 pub struct LimitsConfig {
     /// Sustained calls per second per account (GCRA).
     pub calls_per_second: u32,
-    /// Calls an account may make at once above the sustained rate; `calls_per_second / 20`
-    /// (at least 1) when unset, which keeps a 10-second average within 0.5% of the rate.
+    /// Calls an account may make at once above the sustained rate. When unset: 5% of the rate,
+    /// which keeps a 10-second average within 0.5% of it, but at least `min(rate, 10)` so that
+    /// small limits still allow a few calls in a row.
     pub burst: Option<u32>,
     /// How many signature nonces the replay memory holds at most.
     pub nonce_capacity: usize,
@@ -90,7 +91,9 @@ impl Default for LimitsConfig {
 
 impl LimitsConfig {
     pub fn effective_burst(&self) -> u32 {
-        self.burst.unwrap_or(self.calls_per_second / 20).max(1)
+        self.burst
+            .unwrap_or((self.calls_per_second / 20).max(self.calls_per_second.min(10)))
+            .max(1)
     }
 }
 
@@ -250,6 +253,13 @@ mod tests {
         assert_eq!(c.objects.url, "file://gpdiag-data/objects");
         assert_eq!(c.limits.calls_per_second, 1000);
         assert_eq!(c.limits.effective_burst(), 50);
+        for (rate, burst) in [(5, 5), (100, 10), (1, 1), (100_000, 5000)] {
+            let limits = LimitsConfig {
+                calls_per_second: rate,
+                ..LimitsConfig::default()
+            };
+            assert_eq!(limits.effective_burst(), burst, "rate {rate}");
+        }
         c.validate(no_env).unwrap();
     }
 

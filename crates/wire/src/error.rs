@@ -170,9 +170,16 @@ mod reference_doc {
         let doc = include_str!("../../../docs/error-codes.md");
         for code in ErrorCode::ALL {
             let row = format!("| `{}` | {} |", code.as_str(), code.http_status());
-            assert!(doc.contains(&row), "docs/error-codes.md lacks the row {row}");
+            assert!(
+                doc.contains(&row),
+                "docs/error-codes.md lacks the row {row}"
+            );
         }
         let rows = doc.lines().filter(|l| l.starts_with("| `")).count();
-        assert_eq!(rows, ErrorCode::ALL.len(), "docs/error-codes.md lists codes that do not exist");
+        assert_eq!(
+            rows,
+            ErrorCode::ALL.len(),
+            "docs/error-codes.md lists codes that do not exist"
+        );
     }
 }
