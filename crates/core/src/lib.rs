@@ -13,3 +13,7 @@ pub mod secret;
 pub use secret::Secret;
 pub mod account;
 pub use account::AccessKey;
+pub mod record;
+pub use record::{
+    OrderField, QueryCondition, QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow,
+};

@@ -1,11 +1,11 @@
-//! gpdiag's durable state behind one trait, [`Store`]: accounts, access keys and the instance
-//! registry. SQLite is the embedded default; PostgreSQL arrives with the records store. No
-//! driver type crosses this crate's boundary.
+//! gpdiag's durable state behind one trait, [`Store`]: accounts, access keys, the instance
+//! registry and query records. SQLite is the embedded default; PostgreSQL serves several
+//! processes. No driver type crosses this crate's boundary.
 
 mod sqlite;
 
 use async_trait::async_trait;
-use gpdiag_core::{AccessKey, Instance};
+use gpdiag_core::{AccessKey, Instance, QueryRecord, RecordFilter, RecordOrder, TimeWindow};
 use std::sync::Arc;
 
 pub use sqlite::SqliteStore;
@@ -47,6 +47,54 @@ pub trait Store: Send + Sync + 'static {
     async fn replace_instances(&self, instances: &[Instance]) -> Result<(), StoreError>;
 
     async fn list_instances(&self) -> Result<Vec<Instance>, StoreError>;
+
+    /// Writes records in one transaction. A record whose `(instance, query_id)` exists replaces
+    /// it, so re-importing creates no duplicates and a finished record replaces a running one.
+    /// Returns how many records were written.
+    async fn upsert_records(&self, records: &[QueryRecord]) -> Result<u64, StoreError>;
+
+    /// One page of the records `filter` selects, in `order`, plus how many it selects in all.
+    /// Ties are broken by `query_id` in the same direction. With `maxCost N`, the selection is
+    /// first cut to the N longest records (ties by `query_id` ascending).
+    async fn search_records(
+        &self,
+        filter: &RecordFilter,
+        order: RecordOrder,
+        page: Page,
+    ) -> Result<RecordPage, StoreError>;
+
+    async fn get_record(
+        &self,
+        instance: &str,
+        query_id: &str,
+    ) -> Result<Option<QueryRecord>, StoreError>;
+
+    /// The distinct databases and users of an instance's records, sorted; within `window` if
+    /// given, over all its records otherwise.
+    async fn record_dimensions(
+        &self,
+        instance: &str,
+        window: Option<TimeWindow>,
+    ) -> Result<Dimensions, StoreError>;
+}
+
+/// `limit` records after skipping `offset`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    pub offset: u64,
+    pub limit: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordPage {
+    pub total: u64,
+    pub records: Vec<QueryRecord>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dimensions {
+    pub databases: Vec<String>,
+    pub users: Vec<String>,
 }
 
 /// Opens the store named by a `[storage] url`.

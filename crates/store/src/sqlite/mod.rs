@@ -1,15 +1,25 @@
-//! The embedded SQLite store: one connection in WAL mode, used from blocking threads.
+//! The embedded SQLite store: WAL mode, one writer connection and a few reader connections,
+//! used from blocking threads.
 
-use crate::{Store, StoreError};
+mod records;
+
+use crate::{Dimensions, Page, RecordPage, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use gpdiag_core::{AccessKey, Instance, Secret};
+use gpdiag_core::{
+    AccessKey, Instance, QueryRecord, RecordFilter, RecordOrder, Secret, TimeWindow,
+};
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
+/// Readers run concurrently with the writer and with each other under WAL.
+const READERS: usize = 4;
+
 /// Versioned migrations; `PRAGMA user_version` records how many have run.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     name        TEXT PRIMARY KEY,
     created_at  INTEGER NOT NULL
@@ -37,18 +47,51 @@ CREATE TABLE counters (
     value  INTEGER NOT NULL
 );
 INSERT INTO counters VALUES ('keys_generation', 0);
-"#];
+"#,
+    r#"
+CREATE TABLE query_records (
+    instance     TEXT NOT NULL,
+    query_id     TEXT NOT NULL,
+    session_id   TEXT NOT NULL,
+    database     TEXT NOT NULL,
+    user_name    TEXT NOT NULL,
+    start_ms     INTEGER NOT NULL,
+    duration_ms  INTEGER NOT NULL,
+    running      INTEGER NOT NULL,
+    error        TEXT,
+    sql          TEXT NOT NULL,
+    plan_json    TEXT,
+    plan_text    TEXT,
+    row_count    INTEGER,
+    source       TEXT NOT NULL,
+    PRIMARY KEY (instance, query_id)
+);
+-- Listings: one instance, one database, a time window.
+CREATE INDEX query_records_by_database ON query_records (instance, database, start_ms);
+-- Dimensions within a window.
+CREATE INDEX query_records_by_time ON query_records (instance, start_ms);
+-- Dimensions over all time, kept as records arrive so the answer never scans the records.
+CREATE TABLE record_dimensions (
+    instance  TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    PRIMARY KEY (instance, kind, value)
+) WITHOUT ROWID;
+"#,
+];
 
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    writer: Arc<Mutex<Connection>>,
+    readers: Arc<Vec<Mutex<Connection>>>,
+    next_reader: Arc<AtomicUsize>,
 }
 
 impl SqliteStore {
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
         let path = path.to_owned();
-        let conn = tokio::task::spawn_blocking(move || -> Result<Connection, StoreError> {
+        let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             if let Some(dir) = Path::new(&path)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -57,33 +100,29 @@ impl SqliteStore {
                     StoreError::Backend(format!("cannot create {}: {e}", dir.display()))
                 })?;
             }
-            let mut conn = Connection::open(&path).map_err(backend)?;
-            // WAL lets the `gpdiag keys` command write while a server reads; the busy timeout
-            // makes either side wait for the other instead of failing.
-            conn.pragma_update(None, "journal_mode", "WAL")
-                .map_err(backend)?;
-            conn.pragma_update(None, "synchronous", "NORMAL")
-                .map_err(backend)?;
-            conn.pragma_update(None, "foreign_keys", "ON")
-                .map_err(backend)?;
-            conn.busy_timeout(std::time::Duration::from_secs(5))
-                .map_err(backend)?;
-            migrate(&mut conn)?;
-            Ok(conn)
+            let mut writer = connect(&path)?;
+            migrate(&mut writer)?;
+            let readers = (0..READERS)
+                .map(|_| connect(&path).map(Mutex::new))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok((writer, readers))
         })
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
         Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
+            writer: Arc::new(Mutex::new(writer)),
+            readers: Arc::new(readers),
+            next_reader: Arc::new(AtomicUsize::new(0)),
         })
     }
 
+    /// Runs `f` on the writer connection.
     async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let conn = self.conn.clone();
+        let conn = self.writer.clone();
         tokio::task::spawn_blocking(move || {
             let mut guard = conn.lock().unwrap_or_else(|e| e.into_inner());
             f(&mut guard)
@@ -91,9 +130,43 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))?
     }
+
+    /// Runs `f` on one of the reader connections, round robin.
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let i = self.next_reader.fetch_add(1, Ordering::Relaxed) % readers.len();
+        tokio::task::spawn_blocking(move || {
+            let guard = readers[i].lock().unwrap_or_else(|e| e.into_inner());
+            f(&guard)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(e.to_string()))?
+    }
 }
 
-fn backend(e: rusqlite::Error) -> StoreError {
+fn connect(path: &str) -> Result<Connection, StoreError> {
+    let conn = Connection::open(path).map_err(backend)?;
+    // WAL lets readers, the writer and the `gpdiag keys` command work at once; the busy timeout
+    // makes writers wait for each other instead of failing.
+    conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "synchronous", "NORMAL")
+        .map_err(backend)?;
+    conn.pragma_update(None, "foreign_keys", "ON")
+        .map_err(backend)?;
+    conn.pragma_update(None, "cache_size", -65536)
+        .map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(backend)?;
+    records::register_functions(&conn)?;
+    Ok(conn)
+}
+
+pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
 }
 
@@ -118,11 +191,11 @@ fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn millis(t: DateTime<Utc>) -> i64 {
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }
 
-fn from_millis(ms: i64) -> DateTime<Utc> {
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or(DateTime::UNIX_EPOCH)
 }
 
@@ -225,7 +298,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_keys(&self) -> Result<Vec<AccessKey>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
                 .prepare(
                     "SELECT id, account, secret, enabled, created_at FROM access_keys ORDER BY id",
@@ -248,7 +321,7 @@ impl Store for SqliteStore {
     }
 
     async fn keys_generation(&self) -> Result<i64, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             c.query_row(
                 "SELECT value FROM counters WHERE name = 'keys_generation'",
                 [],
@@ -306,7 +379,7 @@ impl Store for SqliteStore {
     }
 
     async fn list_instances(&self) -> Result<Vec<Instance>, StoreError> {
-        self.with(|c| {
+        self.read(|c| {
             let mut stmt = c
                 .prepare(
                     "SELECT id, account, region, engine_version, core_version, mode, status,
@@ -352,5 +425,41 @@ impl Store for SqliteStore {
             Ok(out)
         })
         .await
+    }
+
+    async fn upsert_records(&self, records: &[QueryRecord]) -> Result<u64, StoreError> {
+        let records = records.to_vec();
+        self.with(move |c| records::upsert(c, &records)).await
+    }
+
+    async fn search_records(
+        &self,
+        filter: &RecordFilter,
+        order: RecordOrder,
+        page: Page,
+    ) -> Result<RecordPage, StoreError> {
+        let filter = filter.clone();
+        self.read(move |c| records::search(c, &filter, order, page))
+            .await
+    }
+
+    async fn get_record(
+        &self,
+        instance: &str,
+        query_id: &str,
+    ) -> Result<Option<QueryRecord>, StoreError> {
+        let (instance, query_id) = (instance.to_owned(), query_id.to_owned());
+        self.read(move |c| records::get(c, &instance, &query_id))
+            .await
+    }
+
+    async fn record_dimensions(
+        &self,
+        instance: &str,
+        window: Option<TimeWindow>,
+    ) -> Result<Dimensions, StoreError> {
+        let instance = instance.to_owned();
+        self.read(move |c| records::dimensions(c, &instance, window))
+            .await
     }
 }

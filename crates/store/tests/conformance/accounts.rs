@@ -1,8 +1,8 @@
-//! The store conformance suite: every back end must pass these same checks.
+//! Accounts, keys and instances.
 
 use chrono::{TimeZone, Utc};
 use gpdiag_core::{AccessKey, Instance, InstanceMode, Secret};
-use gpdiag_store::{SqliteStore, Store, StoreError};
+use gpdiag_store::{Store, StoreError};
 
 fn key(id: &str, account: &str, secret: &str) -> AccessKey {
     AccessKey {
@@ -29,7 +29,7 @@ fn instance(id: &str, account: &str, description: &str) -> Instance {
     }
 }
 
-async fn keys_round_trip(store: &dyn Store) {
+pub async fn keys_round_trip(store: &dyn Store) {
     store.ensure_account("alice").await.unwrap();
     store.ensure_account("alice").await.unwrap();
     let g0 = store.keys_generation().await.unwrap();
@@ -43,9 +43,10 @@ async fn keys_round_trip(store: &dyn Store) {
     store.set_key_enabled("K1", false).await.unwrap();
     store.put_key(&key("K1", "alice", "s2")).await.unwrap();
     let keys = store.list_keys().await.unwrap();
-    assert_eq!(keys.len(), 1);
-    assert_eq!(keys[0].secret.expose(), "s2");
-    assert!(!keys[0].enabled, "re-putting a key must not re-enable it");
+    let k1: Vec<_> = keys.iter().filter(|k| k.id == "K1").collect();
+    assert_eq!(k1.len(), 1);
+    assert_eq!(k1[0].secret.expose(), "s2");
+    assert!(!k1[0].enabled, "re-putting a key must not re-enable it");
 
     store.ensure_account("bob").await.unwrap();
     assert!(matches!(
@@ -62,7 +63,7 @@ async fn keys_round_trip(store: &dyn Store) {
     ));
 }
 
-async fn instances_are_replaced_as_a_set(store: &dyn Store) {
+pub async fn instances_are_replaced_as_a_set(store: &dyn Store) {
     store.ensure_account("alice").await.unwrap();
     store
         .replace_instances(&[
@@ -95,31 +96,4 @@ async fn instances_are_replaced_as_a_set(store: &dyn Store) {
         "the first-seen time survives updates"
     );
     assert_eq!(second[0].core_version_text, "mm.v6.3.10.1-202207141918");
-}
-
-#[tokio::test]
-async fn sqlite_passes_the_conformance_suite() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(dir.path().join("a.db").to_str().unwrap())
-        .await
-        .unwrap();
-    keys_round_trip(&store).await;
-    let store = SqliteStore::open(dir.path().join("b.db").to_str().unwrap())
-        .await
-        .unwrap();
-    instances_are_replaced_as_a_set(&store).await;
-}
-
-#[tokio::test]
-async fn sqlite_state_survives_reopening() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("nested/dir/g.db");
-    let path = path.to_str().unwrap();
-    {
-        let store = SqliteStore::open(path).await.unwrap();
-        store.ensure_account("alice").await.unwrap();
-        store.put_key(&key("K1", "alice", "s1")).await.unwrap();
-    }
-    let store = SqliteStore::open(path).await.unwrap();
-    assert_eq!(store.list_keys().await.unwrap().len(), 1);
 }

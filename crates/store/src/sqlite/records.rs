@@ -1,0 +1,263 @@
+//! Query records in SQLite: bulk upsert, filtered listings, lookups and dimensions.
+
+use super::{backend, from_millis, millis};
+use crate::{Dimensions, Page, RecordPage, StoreError};
+use gpdiag_core::record::contains_case_insensitive;
+use gpdiag_core::{
+    OrderField, QueryCondition, QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow,
+};
+use rusqlite::functions::FunctionFlags;
+use rusqlite::types::Value;
+use rusqlite::{params, Connection, OptionalExtension, Row};
+use std::collections::BTreeSet;
+
+const COLUMNS: &str =
+    "instance, query_id, session_id, database, user_name, start_ms, duration_ms, \
+                       running, error, sql, plan_json, plan_text, row_count, source";
+
+/// `gp_icontains(haystack, needle)`: the keyword rule of `contains_case_insensitive`, so SQLite
+/// matches exactly what the reference semantics say (SQLite's own LIKE is ASCII-only and treats
+/// `%` and `_` as wildcards).
+pub(super) fn register_functions(conn: &Connection) -> Result<(), StoreError> {
+    conn.create_scalar_function(
+        "gp_icontains",
+        2,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC,
+        |ctx| {
+            let haystack = ctx.get_raw(0).as_str().unwrap_or("");
+            let needle = ctx.get_raw(1).as_str().unwrap_or("");
+            Ok(contains_case_insensitive(haystack, needle))
+        },
+    )
+    .map_err(backend)
+}
+
+pub(super) fn upsert(conn: &mut Connection, records: &[QueryRecord]) -> Result<u64, StoreError> {
+    let tx = conn.transaction().map_err(backend)?;
+    let mut dims = BTreeSet::new();
+    {
+        let mut insert = tx
+            .prepare_cached(&format!(
+                "INSERT INTO query_records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                 ON CONFLICT (instance, query_id) DO UPDATE SET
+                    session_id = excluded.session_id, database = excluded.database,
+                    user_name = excluded.user_name, start_ms = excluded.start_ms,
+                    duration_ms = excluded.duration_ms, running = excluded.running,
+                    error = excluded.error, sql = excluded.sql, plan_json = excluded.plan_json,
+                    plan_text = excluded.plan_text, row_count = excluded.row_count,
+                    source = excluded.source"
+            ))
+            .map_err(backend)?;
+        for r in records {
+            insert
+                .execute(params![
+                    r.instance,
+                    r.query_id,
+                    r.session_id,
+                    r.database,
+                    r.user,
+                    millis(r.start_time),
+                    r.duration_ms,
+                    r.status == QueryStatus::Running,
+                    r.error,
+                    r.sql,
+                    r.plan_json,
+                    r.plan_text,
+                    r.rows,
+                    r.source,
+                ])
+                .map_err(backend)?;
+            // Deduplicated in memory first: a batch has few distinct databases and users.
+            if !dims.contains(&(r.instance.as_str(), "database", r.database.as_str())) {
+                dims.insert((r.instance.as_str(), "database", r.database.as_str()));
+            }
+            if !dims.contains(&(r.instance.as_str(), "user", r.user.as_str())) {
+                dims.insert((r.instance.as_str(), "user", r.user.as_str()));
+            }
+        }
+        let mut dim = tx
+            .prepare_cached("INSERT OR IGNORE INTO record_dimensions (instance, kind, value) VALUES (?1, ?2, ?3)")
+            .map_err(backend)?;
+        for (instance, kind, value) in dims {
+            dim.execute(params![instance, kind, value])
+                .map_err(backend)?;
+        }
+    }
+    tx.commit().map_err(backend)?;
+    Ok(records.len() as u64)
+}
+
+/// The WHERE clause and its parameters for a filter (without `maxCost`, which cuts afterwards).
+fn where_clause(filter: &RecordFilter) -> (String, Vec<Value>) {
+    let mut sql = String::from("instance = ? AND database = ? AND start_ms >= ? AND start_ms < ?");
+    let mut args: Vec<Value> = vec![
+        filter.instance.clone().into(),
+        filter.database.clone().into(),
+        millis(filter.window.start).into(),
+        millis(filter.window.end).into(),
+    ];
+    if let Some(user) = &filter.user {
+        sql.push_str(" AND user_name = ?");
+        args.push(user.clone().into());
+    }
+    if let Some(keyword) = &filter.keyword {
+        sql.push_str(" AND gp_icontains(sql, ?)");
+        args.push(keyword.clone().into());
+    }
+    match filter.condition {
+        Some(QueryCondition::Status(status)) => {
+            sql.push_str(" AND running = ?");
+            args.push(i64::from(status == QueryStatus::Running).into());
+        }
+        Some(QueryCondition::Cost { min, max }) => {
+            if let Some(min) = min {
+                sql.push_str(" AND duration_ms >= ?");
+                args.push(min.into());
+            }
+            if let Some(max) = max {
+                sql.push_str(" AND duration_ms < ?");
+                args.push(max.into());
+            }
+        }
+        None | Some(QueryCondition::MaxCost(_)) => {}
+    }
+    (sql, args)
+}
+
+fn order_by(order: RecordOrder) -> &'static str {
+    match (order.field, order.descending) {
+        (OrderField::StartTime, true) => "start_ms DESC, query_id DESC",
+        (OrderField::StartTime, false) => "start_ms ASC, query_id ASC",
+        (OrderField::Duration, true) => "duration_ms DESC, query_id DESC",
+        (OrderField::Duration, false) => "duration_ms ASC, query_id ASC",
+    }
+}
+
+pub(super) fn search(
+    conn: &Connection,
+    filter: &RecordFilter,
+    order: RecordOrder,
+    page: Page,
+) -> Result<RecordPage, StoreError> {
+    let (condition, mut args) = where_clause(filter);
+    // With maxCost the selection is the N longest; everything else applies inside it.
+    let source = match filter.condition {
+        Some(QueryCondition::MaxCost(n)) => format!(
+            "(SELECT * FROM query_records WHERE {condition} ORDER BY duration_ms DESC, query_id ASC LIMIT {n})"
+        ),
+        _ => format!("(SELECT * FROM query_records WHERE {condition})"),
+    };
+    let total: i64 = conn
+        .prepare_cached(&format!("SELECT count(*) FROM {source}"))
+        .map_err(backend)?
+        .query_row(rusqlite::params_from_iter(args.iter()), |r| r.get(0))
+        .map_err(backend)?;
+    args.push(clamp(page.limit).into());
+    args.push(clamp(page.offset).into());
+    let mut stmt = conn
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM {source} ORDER BY {} LIMIT ? OFFSET ?",
+            order_by(order)
+        ))
+        .map_err(backend)?;
+    let records = stmt
+        .query_map(rusqlite::params_from_iter(args.iter()), to_record)
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(RecordPage {
+        total: u64::try_from(total).unwrap_or(0),
+        records,
+    })
+}
+
+fn clamp(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+pub(super) fn get(
+    conn: &Connection,
+    instance: &str,
+    query_id: &str,
+) -> Result<Option<QueryRecord>, StoreError> {
+    conn.prepare_cached(&format!(
+        "SELECT {COLUMNS} FROM query_records WHERE instance = ?1 AND query_id = ?2"
+    ))
+    .map_err(backend)?
+    .query_row(params![instance, query_id], to_record)
+    .optional()
+    .map_err(backend)
+}
+
+pub(super) fn dimensions(
+    conn: &Connection,
+    instance: &str,
+    window: Option<TimeWindow>,
+) -> Result<Dimensions, StoreError> {
+    let strings = |sql: &str, args: &[Value]| -> Result<Vec<String>, StoreError> {
+        let mut stmt = conn.prepare_cached(sql).map_err(backend)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args.iter()), |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)
+    };
+    match window {
+        None => {
+            let args = [Value::from(instance.to_owned())];
+            Ok(Dimensions {
+                databases: strings(
+                    "SELECT value FROM record_dimensions WHERE instance = ? AND kind = 'database' ORDER BY value",
+                    &args,
+                )?,
+                users: strings(
+                    "SELECT value FROM record_dimensions WHERE instance = ? AND kind = 'user' ORDER BY value",
+                    &args,
+                )?,
+            })
+        }
+        Some(w) => {
+            let args = [
+                Value::from(instance.to_owned()),
+                Value::from(millis(w.start)),
+                Value::from(millis(w.end)),
+            ];
+            Ok(Dimensions {
+                databases: strings(
+                    "SELECT DISTINCT database FROM query_records
+                     WHERE instance = ? AND start_ms >= ? AND start_ms < ? ORDER BY database",
+                    &args,
+                )?,
+                users: strings(
+                    "SELECT DISTINCT user_name FROM query_records
+                     WHERE instance = ? AND start_ms >= ? AND start_ms < ? ORDER BY user_name",
+                    &args,
+                )?,
+            })
+        }
+    }
+}
+
+fn to_record(r: &Row<'_>) -> rusqlite::Result<QueryRecord> {
+    Ok(QueryRecord {
+        instance: r.get(0)?,
+        query_id: r.get(1)?,
+        session_id: r.get(2)?,
+        database: r.get(3)?,
+        user: r.get(4)?,
+        start_time: from_millis(r.get(5)?),
+        duration_ms: r.get(6)?,
+        status: if r.get::<_, bool>(7)? {
+            QueryStatus::Running
+        } else {
+            QueryStatus::Finished
+        },
+        error: r.get(8)?,
+        sql: r.get(9)?,
+        plan_json: r.get(10)?,
+        plan_text: r.get(11)?,
+        rows: r.get(12)?,
+        source: r.get(13)?,
+    })
+}

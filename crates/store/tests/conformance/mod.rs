@@ -1,0 +1,17 @@
+//! The store conformance suite: every back end runs these same checks through `run_all`.
+
+mod accounts;
+mod records;
+
+use gpdiag_store::Store;
+
+/// Every check, in an order that lets them share one store (their names do not overlap).
+pub async fn run_all(store: &dyn Store) {
+    accounts::keys_round_trip(store).await;
+    accounts::instances_are_replaced_as_a_set(store).await;
+    records::upsert_replaces_by_instance_and_query_id(store).await;
+    records::long_sql_is_stored_whole(store).await;
+    records::searches_match_the_reference_semantics(store).await;
+    records::paging_edges(store).await;
+    records::dimensions_all_time_and_windowed(store).await;
+}
