@@ -17,3 +17,6 @@ pub mod record;
 pub use record::{
     OrderField, QueryCondition, QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow,
 };
+pub mod lang;
+pub mod plan;
+pub use lang::{Column, Lang};

@@ -70,6 +70,8 @@ error_codes! {
     RequestTooLarge => ("RequestEntityTooLarge", 413, "The request body is too large."),
     /// The instance does not exist, or belongs to another account.
     InvalidDBInstanceIdNotFound => ("InvalidDBInstanceId.NotFound", 404, "The specified instance is not found."),
+    /// `DescribeDiagnosisSQLInfo` names a query the instance's database does not have.
+    InvalidQueryIdNotFound => ("InvalidQueryId.NotFound", 404, "The specified query is not found."),
     /// The instance's minor version is older than V6.3.10.1.
     IncorrectModuleVersion => ("IncorrectModuleVersion", 400, "The specified module version does not support this operation."),
     /// The instance is not in elastic storage mode.

@@ -1,12 +1,14 @@
 //! The actions, one file per family, behind one exhaustive dispatch. Actions see a verified
 //! caller and domain types; they know nothing of HTTP.
 
+mod diagnosis;
 mod downloads;
 mod instances;
 
 use crate::protocol::auth::Caller;
 use crate::state::AppState;
 use gpdiag_core::{check_diagnosis_available, GateError, Instance};
+use gpdiag_wire::api::diagnosis::*;
 use gpdiag_wire::api::downloads::DescribeDownloadRecordsRequest;
 use gpdiag_wire::api::instances::{DescribeDBInstanceAttributeRequest, DescribeDBInstancesRequest};
 use gpdiag_wire::api::{to_body, Action};
@@ -38,10 +40,44 @@ pub async fn dispatch(
             ctx,
             DescribeDownloadRecordsRequest::from_params(params)?,
         )?),
+        Action::DescribeDiagnosisRecords => to_body(
+            &diagnosis::describe_diagnosis_records(
+                ctx,
+                DescribeDiagnosisRecordsRequest::from_params(params, ctx.now())?,
+            )
+            .await?,
+        ),
+        Action::DescribeDiagnosisSQLInfo => to_body(
+            &diagnosis::describe_diagnosis_sql_info(ctx, DescribeDiagnosisSQLInfoRequest::from_params(params)?).await?,
+        ),
+        Action::DescribeDiagnosisDimensions => to_body(
+            &diagnosis::describe_diagnosis_dimensions(
+                ctx,
+                DescribeDiagnosisDimensionsRequest::from_params(params, ctx.now())?,
+            )
+            .await?,
+        ),
+        Action::DescribeDiagnosisMonitorPerformance => to_body(
+            &diagnosis::describe_diagnosis_monitor_performance(
+                ctx,
+                DescribeDiagnosisMonitorPerformanceRequest::from_params(params, ctx.now())?,
+            )
+            .await?,
+        ),
     })
 }
 
 impl Ctx<'_> {
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.app.clock.now()
+    }
+
+    /// A store failure becomes an opaque `InternalError`; the cause goes to the log only.
+    pub fn store_failure(&self, e: gpdiag_store::StoreError) -> ApiError {
+        tracing::error!(error = %e, account = %self.caller.account(), "store failure");
+        ApiError::internal()
+    }
+
     /// The caller's own instance, or `InvalidDBInstanceId.NotFound` (also for another account's).
     pub fn instance(&self, id: &str) -> Result<Arc<Instance>, ApiError> {
         self.app

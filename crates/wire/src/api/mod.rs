@@ -2,6 +2,7 @@
 //! renders responses) and the client side (which builds requests and reads responses). One file
 //! per action family.
 
+pub mod diagnosis;
 pub mod downloads;
 pub mod instances;
 
@@ -14,6 +15,10 @@ pub enum Action {
     DescribeDBInstances,
     DescribeDBInstanceAttribute,
     DescribeDownloadRecords,
+    DescribeDiagnosisRecords,
+    DescribeDiagnosisSQLInfo,
+    DescribeDiagnosisDimensions,
+    DescribeDiagnosisMonitorPerformance,
 }
 
 impl Action {
@@ -21,6 +26,10 @@ impl Action {
         Action::DescribeDBInstances,
         Action::DescribeDBInstanceAttribute,
         Action::DescribeDownloadRecords,
+        Action::DescribeDiagnosisRecords,
+        Action::DescribeDiagnosisSQLInfo,
+        Action::DescribeDiagnosisDimensions,
+        Action::DescribeDiagnosisMonitorPerformance,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -28,6 +37,10 @@ impl Action {
             Action::DescribeDBInstances => "DescribeDBInstances",
             Action::DescribeDBInstanceAttribute => "DescribeDBInstanceAttribute",
             Action::DescribeDownloadRecords => "DescribeDownloadRecords",
+            Action::DescribeDiagnosisRecords => "DescribeDiagnosisRecords",
+            Action::DescribeDiagnosisSQLInfo => "DescribeDiagnosisSQLInfo",
+            Action::DescribeDiagnosisDimensions => "DescribeDiagnosisDimensions",
+            Action::DescribeDiagnosisMonitorPerformance => "DescribeDiagnosisMonitorPerformance",
         }
     }
 
