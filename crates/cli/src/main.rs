@@ -3,7 +3,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gpdiag_server::{app::new_access_key, Application, Config};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +39,34 @@ enum Command {
     /// Manage access keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage query records.
+    #[command(subcommand)]
+    Records(RecordsCommand),
+}
+
+#[derive(Subcommand)]
+enum RecordsCommand {
+    /// Import query records from JSON lines or a gpdiag CSV export (any Lang); re-importing
+    /// replaces records with the same query_id instead of duplicating them.
+    #[command(
+        after_help = "JSON lines carry the fields query_id, session_id, database, user, start_time (RFC 3339),\n\
+duration_ms, status (running|finished), error, sql, plan_json, plan_text, rows and source.\n\n\
+Examples:\n  gpdiag records import --instance gp-bp1analytics01 records.jsonl\n  \
+gpdiag records import --instance gp-bp1analytics01 --skip-bad-lines export.csv\n  \
+zcat old.jsonl.gz | gpdiag records import --instance gp-bp1analytics01 -"
+    )]
+    Import {
+        /// The instance the records belong to.
+        #[arg(long)]
+        instance: String,
+        /// The file to read, or - for standard input.
+        file: PathBuf,
+        /// Report bad lines and go on, instead of stopping at the first one.
+        #[arg(long)]
+        skip_bad_lines: bool,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
 }
 
 #[derive(Subcommand)]
@@ -88,6 +116,12 @@ async fn main() -> anyhow::Result<()> {
             println!("AccessKeySecret: {}", key.secret.expose());
             Ok(())
         }
+        Command::Records(RecordsCommand::Import {
+            instance,
+            file,
+            skip_bad_lines,
+            config,
+        }) => import_records(&load_config(&config)?, &instance, &file, skip_bad_lines).await,
         Command::Keys(KeysCommand::Disable { id, config }) => {
             let store = gpdiag_store::open(&load_config(&config)?.storage.url).await?;
             store
@@ -98,6 +132,54 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn import_records(
+    config: &Config,
+    instance: &str,
+    file: &Path,
+    skip_bad_lines: bool,
+) -> anyhow::Result<()> {
+    use gpdiag_ingest::import::{import, OnBadLine};
+    let store = gpdiag_store::open(&config.storage.url).await?;
+    let known = config.instances.iter().any(|i| i.id == instance)
+        || store
+            .list_instances()
+            .await?
+            .iter()
+            .any(|i| i.id == instance);
+    if !known {
+        anyhow::bail!("instance {instance} is not configured; add it under [[instances]] first");
+    }
+    let input: Box<dyn std::io::Read + Send> = if file == Path::new("-") {
+        Box::new(std::io::stdin())
+    } else {
+        Box::new(
+            std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?,
+        )
+    };
+    let on_bad_line = if skip_bad_lines {
+        OnBadLine::Skip
+    } else {
+        OnBadLine::Stop
+    };
+    let report = import(input, instance, store.as_ref(), on_bad_line, |_| {}).await?;
+    for bad in &report.bad_lines {
+        eprintln!("line {}: {}", bad.line, bad.reason);
+    }
+    println!(
+        "Imported {} records into {instance}; {} bad lines {}.",
+        report.imported,
+        report.bad_lines.len(),
+        if skip_bad_lines { "skipped" } else { "found" }
+    );
+    if report.stopped {
+        anyhow::bail!(
+            "stopped at line {}; records before it were imported (use --skip-bad-lines to go on past bad lines)",
+            report.bad_lines.last().map_or(0, |b| b.line)
+        );
+    }
+    Ok(())
 }
 
 async fn serve(args: ConfigArgs, listen: Option<String>) -> anyhow::Result<()> {
