@@ -1,7 +1,7 @@
 //! Start-up: open the store, apply the configuration, build the shared state, bind the
 //! listener (port 0 allowed) and serve until told to stop.
 
-use crate::config::Config;
+use crate::config::{default_burst, Config};
 use crate::protocol::{self, auth::MAX_SKEW, nonce::NonceCache, throttle::Throttle};
 use crate::registry::Registry;
 use crate::state::AppState;
@@ -58,10 +58,11 @@ impl Application {
         let state = Arc::new(AppState {
             registry,
             store,
-            throttle: Throttle::new(
-                config.limits.calls_per_second,
-                config.limits.effective_burst(),
-            ),
+            throttle: Throttle::new(config.limits.calls_per_second, config.limits.effective_burst()),
+            api_throttle: config
+                .limits
+                .api_calls_per_second
+                .map(|rate| Throttle::new(rate, default_burst(rate))),
             nonces: NonceCache::new(MAX_SKEW, config.limits.nonce_capacity),
             clock,
             public_url,

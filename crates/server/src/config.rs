@@ -71,12 +71,12 @@ impl Default for ObjectsConfig {
 pub struct LimitsConfig {
     /// Sustained calls per second per account (GCRA).
     pub calls_per_second: u32,
-    /// Calls an account may make at once above the sustained rate. When unset: 5% of the rate,
-    /// which keeps a 10-second average within 0.5% of it, but at least `min(rate, 10)` so that
-    /// small limits still allow a few calls in a row.
+    /// Calls an account may make at once above the sustained rate; `default_burst` when unset.
     pub burst: Option<u32>,
     /// How many signature nonces the replay memory holds at most.
     pub nonce_capacity: usize,
+    /// Calls per second per action, all accounts together; unlimited when unset.
+    pub api_calls_per_second: Option<u32>,
 }
 
 impl Default for LimitsConfig {
@@ -85,16 +85,21 @@ impl Default for LimitsConfig {
             calls_per_second: 1000,
             burst: None,
             nonce_capacity: 4_000_000,
+            api_calls_per_second: None,
         }
     }
 }
 
 impl LimitsConfig {
     pub fn effective_burst(&self) -> u32 {
-        self.burst
-            .unwrap_or((self.calls_per_second / 20).max(self.calls_per_second.min(10)))
-            .max(1)
+        self.burst.unwrap_or(default_burst(self.calls_per_second)).max(1)
     }
+}
+
+/// 5% of the rate, which keeps a 10-second average within 0.5% of it, but at least
+/// `min(rate, 10)` so that small limits still allow a few calls in a row.
+pub fn default_burst(rate: u32) -> u32 {
+    (rate / 20).max(rate.min(10)).max(1)
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -139,6 +144,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("GPDIAG_OBJECTS_URL", "objects.url"),
     ("GPDIAG_CALLS_PER_SECOND", "limits.calls_per_second"),
     ("GPDIAG_BURST", "limits.burst"),
+    ("GPDIAG_API_CALLS_PER_SECOND", "limits.api_calls_per_second"),
 ];
 
 impl Config {
@@ -176,6 +182,7 @@ impl Config {
             "objects.url" => self.objects.url = value.into(),
             "limits.calls_per_second" => self.limits.calls_per_second = number(value)?,
             "limits.burst" => self.limits.burst = Some(number(value)?),
+            "limits.api_calls_per_second" => self.limits.api_calls_per_second = Some(number(value)?),
             _ => bail!("unknown setting {key}"),
         }
         Ok(())
@@ -194,8 +201,8 @@ impl Config {
     /// versions and modes, resolvable secrets.
     pub fn validate(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
         self.listen_addr()?;
-        if self.limits.calls_per_second == 0 {
-            bail!("limits.calls_per_second must be at least 1");
+        if self.limits.calls_per_second == 0 || self.limits.api_calls_per_second == Some(0) {
+            bail!("limits.calls_per_second and limits.api_calls_per_second must be at least 1");
         }
         let mut key_ids = std::collections::HashSet::new();
         for account in &self.accounts {

@@ -64,6 +64,8 @@ error_codes! {
     UnsupportedHttpMethod => ("UnsupportedHTTPMethod", 400, "This http method not supported."),
     /// The calling account is over its calls-per-second limit.
     ThrottlingUser => ("Throttling.User", 400, "Request was denied due to user flow control."),
+    /// The action is over `[limits] api_calls_per_second`, all accounts together.
+    ThrottlingApi => ("Throttling.Api", 400, "Request was denied due to api flow control."),
     /// The server as a whole cannot take the request now (the replay memory is full).
     Throttling => ("Throttling", 400, "Request was denied due to request throttling."),
     /// The request body is larger than the server accepts.

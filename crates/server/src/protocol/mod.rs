@@ -195,6 +195,12 @@ async fn process(
             retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
         });
     }
+    if let Some(Err(wait)) = app.api_throttle.as_ref().map(|t| t.check(&action)) {
+        return Err(Rejection {
+            error: ApiError::code(ErrorCode::ThrottlingApi),
+            retry_after_ms: Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+        });
+    }
     match app.nonces.check_and_insert(
         verified.caller.access_key_id(),
         &verified.nonce,

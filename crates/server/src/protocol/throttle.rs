@@ -1,18 +1,18 @@
-//! Per-account flow control: a GCRA limiter (governor) keyed by account, so one account's
-//! burst never slows another.
+//! Flow control: GCRA limiters (governor) keyed by account, so one account's burst never slows
+//! another, and optionally by action, to cap one API across all accounts.
 
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use std::hash::Hash;
 use std::num::NonZeroU32;
-use std::sync::Arc;
 use std::time::Duration;
 
-pub struct Throttle {
-    limiter: DefaultKeyedRateLimiter<Arc<str>>,
+pub struct Throttle<K: Hash + Eq + Clone> {
+    limiter: DefaultKeyedRateLimiter<K>,
     clock: DefaultClock,
 }
 
-impl Throttle {
+impl<K: Hash + Eq + Clone> Throttle<K> {
     pub fn new(calls_per_second: u32, burst: u32) -> Self {
         let rate = NonZeroU32::new(calls_per_second).unwrap_or(NonZeroU32::MIN);
         let burst = NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN);
@@ -22,10 +22,10 @@ impl Throttle {
         }
     }
 
-    /// `Err(wait)` when the account is over its limit; `wait` is when the next call would pass.
-    pub fn check(&self, account: &Arc<str>) -> Result<(), Duration> {
+    /// `Err(wait)` when the key is over its limit; `wait` is when the next call would pass.
+    pub fn check(&self, key: &K) -> Result<(), Duration> {
         self.limiter
-            .check_key(account)
+            .check_key(key)
             .map_err(|not_until| not_until.wait_time_from(self.clock.now()))
     }
 }
@@ -33,6 +33,7 @@ impl Throttle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
 
     #[test]
     fn accounts_are_limited_independently() {

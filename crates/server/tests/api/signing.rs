@@ -309,3 +309,37 @@ async fn throttling_limits_one_account_and_not_the_other() {
         200
     );
 }
+
+#[tokio::test]
+async fn the_per_action_limit_counts_all_accounts_and_spares_other_actions() {
+    let app = spawn_app_with(|c| c.limits.api_calls_per_second = Some(3)).await;
+    let mut refused = None;
+    for i in 0..12 {
+        let (who, instance) = if i % 2 == 0 {
+            (alice(), "gp-alice-ok")
+        } else {
+            (bob(), "gp-bob-ok")
+        };
+        let a = app
+            .call_v1(&who, ACTION, &[("DBInstanceId", instance)])
+            .await;
+        if a.status != 200 {
+            refused = Some(a);
+            break;
+        }
+    }
+    let refused = refused.expect("the action was never limited");
+    assert_eq!(
+        (refused.status, refused.code().as_str()),
+        (400, "Throttling.Api")
+    );
+    assert!(refused.header("x-acs-retry-after").is_some());
+    let other = app
+        .call_acs3(
+            &alice(),
+            "DescribeDBInstances",
+            &[("RegionId", "cn-hangzhou")],
+        )
+        .await;
+    assert_eq!(other.status, 200, "{}", other.body);
+}
