@@ -2,12 +2,14 @@
 //! registry and query records. SQLite is the embedded default; PostgreSQL serves several
 //! processes. No driver type crosses this crate's boundary.
 
+mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
 use gpdiag_core::{AccessKey, Instance, QueryRecord, RecordFilter, RecordOrder, TimeWindow};
 use std::sync::Arc;
 
+pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +20,9 @@ pub enum StoreError {
     Conflict(String),
     #[error("storage URL {0:?} is not supported: {1}")]
     Unsupported(String, &'static str),
+    /// The back end cannot be reached or is too busy now; trying again later may work.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
     /// The back end failed; the message is for logs, never for API clients.
     #[error("storage failure: {0}")]
     Backend(String),
@@ -103,14 +108,11 @@ pub async fn open(url: &str) -> Result<Arc<dyn Store>, StoreError> {
         return Ok(Arc::new(SqliteStore::open(path).await?));
     }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        return Err(StoreError::Unsupported(
-            redact_url(url),
-            "PostgreSQL storage is not available in this version yet; use sqlite://PATH",
-        ));
+        return Ok(Arc::new(PostgresStore::open(url).await?));
     }
     Err(StoreError::Unsupported(
         redact_url(url),
-        "expected sqlite://PATH",
+        "expected sqlite://PATH or postgres://USER@HOST:PORT/DATABASE",
     ))
 }
 

@@ -72,10 +72,14 @@ impl Ctx<'_> {
         self.app.clock.now()
     }
 
-    /// A store failure becomes an opaque `InternalError`; the cause goes to the log only.
+    /// A store failure becomes an opaque `ServiceUnavailable` (worth retrying) or
+    /// `InternalError`; the cause goes to the log only.
     pub fn store_failure(&self, e: gpdiag_store::StoreError) -> ApiError {
         tracing::error!(error = %e, account = %self.caller.account(), "store failure");
-        ApiError::internal()
+        match e {
+            gpdiag_store::StoreError::Unavailable(_) => ApiError::code(ErrorCode::ServiceUnavailable),
+            _ => ApiError::internal(),
+        }
     }
 
     /// The caller's own instance, or `InvalidDBInstanceId.NotFound` (also for another account's).

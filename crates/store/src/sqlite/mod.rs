@@ -167,7 +167,13 @@ fn connect(path: &str) -> Result<Connection, StoreError> {
 }
 
 pub(crate) fn backend(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    match e.sqlite_error_code() {
+        // Another process held the database past the busy timeout.
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        _ => StoreError::Backend(e.to_string()),
+    }
 }
 
 fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
