@@ -58,7 +58,10 @@ impl Application {
         let state = Arc::new(AppState {
             registry,
             store,
-            throttle: Throttle::new(config.limits.calls_per_second, config.limits.effective_burst()),
+            throttle: Throttle::new(
+                config.limits.calls_per_second,
+                config.limits.effective_burst(),
+            ),
             api_throttle: config
                 .limits
                 .api_calls_per_second

@@ -92,7 +92,9 @@ impl Default for LimitsConfig {
 
 impl LimitsConfig {
     pub fn effective_burst(&self) -> u32 {
-        self.burst.unwrap_or(default_burst(self.calls_per_second)).max(1)
+        self.burst
+            .unwrap_or(default_burst(self.calls_per_second))
+            .max(1)
     }
 }
 
@@ -182,7 +184,9 @@ impl Config {
             "objects.url" => self.objects.url = value.into(),
             "limits.calls_per_second" => self.limits.calls_per_second = number(value)?,
             "limits.burst" => self.limits.burst = Some(number(value)?),
-            "limits.api_calls_per_second" => self.limits.api_calls_per_second = Some(number(value)?),
+            "limits.api_calls_per_second" => {
+                self.limits.api_calls_per_second = Some(number(value)?)
+            }
             _ => bail!("unknown setting {key}"),
         }
         Ok(())

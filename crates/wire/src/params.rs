@@ -8,6 +8,9 @@ use std::collections::BTreeMap;
 /// value is an error, not something to carry through signing and storage.
 pub const MAX_VALUE_BYTES: usize = 16 * 1024;
 
+/// The longest parameter name accepted; the documented names are far shorter.
+pub const MAX_NAME_BYTES: usize = 128;
+
 /// At most this many parameters in one request.
 pub const MAX_PARAMS: usize = 256;
 
@@ -40,9 +43,15 @@ impl Params {
                     "The request has a parameter with an empty name.",
                 ));
             }
-            if name.len() > 128 || value.len() > MAX_VALUE_BYTES {
+            if name.len() > MAX_NAME_BYTES {
                 return Err(ApiError::invalid(
                     &printable(name),
+                    format_args!("its name is longer than {MAX_NAME_BYTES} bytes"),
+                ));
+            }
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(ApiError::invalid(
+                    name,
                     format_args!("longer than {MAX_VALUE_BYTES} bytes"),
                 ));
             }

@@ -7,7 +7,11 @@ use gpdiag_store::Page;
 use gpdiag_wire::api::diagnosis::*;
 use gpdiag_wire::{ApiError, ErrorCode};
 
-fn filter(ctx: &Ctx<'_>, q: &RecordQuery, keyword: Option<String>) -> Result<RecordFilter, ApiError> {
+fn filter(
+    ctx: &Ctx<'_>,
+    q: &RecordQuery,
+    keyword: Option<String>,
+) -> Result<RecordFilter, ApiError> {
     ctx.diagnosis_instance(&q.instance_id)?;
     Ok(RecordFilter {
         instance: q.instance_id.clone(),
@@ -35,7 +39,11 @@ pub async fn describe_diagnosis_records(
         .await
         .map_err(|e| ctx.store_failure(e))?;
     Ok(DescribeDiagnosisRecordsResponse {
-        items: found.records.iter().map(DiagnosisItem::from_record).collect(),
+        items: found
+            .records
+            .iter()
+            .map(DiagnosisItem::from_record)
+            .collect(),
         page_number: req.page_number,
         total_count: found.total,
     })

@@ -48,7 +48,11 @@ pub async fn dispatch(
             .await?,
         ),
         Action::DescribeDiagnosisSQLInfo => to_body(
-            &diagnosis::describe_diagnosis_sql_info(ctx, DescribeDiagnosisSQLInfoRequest::from_params(params)?).await?,
+            &diagnosis::describe_diagnosis_sql_info(
+                ctx,
+                DescribeDiagnosisSQLInfoRequest::from_params(params)?,
+            )
+            .await?,
         ),
         Action::DescribeDiagnosisDimensions => to_body(
             &diagnosis::describe_diagnosis_dimensions(
@@ -77,7 +81,9 @@ impl Ctx<'_> {
     pub fn store_failure(&self, e: gpdiag_store::StoreError) -> ApiError {
         tracing::error!(error = %e, account = %self.caller.account(), "store failure");
         match e {
-            gpdiag_store::StoreError::Unavailable(_) => ApiError::code(ErrorCode::ServiceUnavailable),
+            gpdiag_store::StoreError::Unavailable(_) => {
+                ApiError::code(ErrorCode::ServiceUnavailable)
+            }
             _ => ApiError::internal(),
         }
     }

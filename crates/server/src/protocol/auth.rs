@@ -210,11 +210,27 @@ fn active_key(registry: &Registry, id: &str) -> Result<crate::registry::KeyEntry
     Ok(key)
 }
 
-/// Parses `YYYY-MM-DDThh:mm:ssZ` (fractional seconds tolerated) and enforces the skew.
+/// Whether `value` has exactly the shape `YYYY-MM-DDThh:mm:ssZ`; chrono alone would also take
+/// unpadded fields and leading spaces.
+fn has_timestamp_shape(value: &str) -> bool {
+    const SHAPE: &[u8; 20] = b"dddd-dd-ddTdd:dd:ddZ";
+    value.len() == SHAPE.len()
+        && value.bytes().zip(SHAPE).all(|(b, want)| {
+            if *want == b'd' {
+                b.is_ascii_digit()
+            } else {
+                b == *want
+            }
+        })
+}
+
+/// Parses exactly `YYYY-MM-DDThh:mm:ssZ`, the form every SDK sends, and enforces the skew.
 fn check_time(value: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, ApiError> {
-    let parsed = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%SZ")
-        .or_else(|_| NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.fZ"))
+    let parsed = Some(value)
+        .filter(|v| has_timestamp_shape(v))
+        .and_then(|v| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%SZ").ok())
         .map(|t| t.and_utc())
+        .ok_or(())
         .map_err(|_| {
             ApiError::new(
                 ErrorCode::InvalidTimeStampFormat,
@@ -270,6 +286,9 @@ mod tests {
             "2026-12-04 19:24:56Z",
             "2026-13-04T19:24:56Z",
             "yesterday",
+            "2026-1-2T3:4:5Z",
+            " 2026-12-04T19:24:56Z",
+            "2026-12-04T19:24:56.123Z",
         ] {
             assert_eq!(
                 check_time(bad, now()).unwrap_err().code,
@@ -277,6 +296,6 @@ mod tests {
                 "{bad}"
             );
         }
-        assert!(check_time("2027-01-15T08:00:00.123Z", now()).is_ok());
+        assert!(check_time(&sign::format_timestamp(now()), now()).is_ok());
     }
 }

@@ -139,7 +139,7 @@ async fn process(
     if method != Method::GET && method != Method::POST {
         return Err(ApiError::code(ErrorCode::UnsupportedHttpMethod).into());
     }
-    let body = read_body(body).await?;
+    let body = read_body(header_map, body).await?;
     let query = decode(uri.query().unwrap_or("").as_bytes())?;
     let mut all = query.clone();
     if is_form(header_map) {
@@ -223,15 +223,43 @@ async fn process(
     Ok(actions::dispatch(&ctx, action, &params).await?)
 }
 
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| {
-            ApiError::new(
-                ErrorCode::RequestTooLarge,
-                format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
-            )
-        })
+/// How long a client may take to send its body once the headers are in.
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// Reads the body, refusing one that is (or claims to be) over the limit before waiting for it,
+/// and one that never arrives.
+async fn read_body(headers: &HeaderMap, body: Body) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("The request body is larger than {MAX_BODY_BYTES} bytes."),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large());
+    }
+    let incomplete = |why: &str| {
+        ApiError::new(
+            ErrorCode::InvalidParameter,
+            format!("The request body could not be read: {why}."),
+        )
+    };
+    let limited = http_body_util::Limited::new(body, MAX_BODY_BYTES);
+    match tokio::time::timeout(BODY_TIMEOUT, http_body_util::BodyExt::collect(limited)).await {
+        Err(_) => Err(incomplete("it did not arrive in time")),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e))
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(too_large())
+        }
+        Ok(Err(_)) => Err(incomplete("it ended early or is badly framed")),
+    }
 }
 
 fn decode(raw: &[u8]) -> Result<Vec<(String, String)>, ApiError> {

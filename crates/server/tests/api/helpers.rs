@@ -276,3 +276,53 @@ impl TestApp {
         ]
     }
 }
+
+/// The common v1 parameters (with `Format=JSON`) followed by `business`, unsigned, for tests
+/// that shape a v1 request themselves; finish with [`with_v1_signature`].
+pub fn v1_pairs(
+    app: &TestApp,
+    creds: &Credentials,
+    action: &str,
+    business: &[(&str, &str)],
+) -> Vec<(String, String)> {
+    let mut all = pairs(&[
+        ("Action", action),
+        ("Format", "JSON"),
+        ("Version", gpdiag_wire::API_VERSION),
+        ("Timestamp", &app.timestamp()),
+        ("SignatureNonce", &sign::new_nonce()),
+        ("SignatureMethod", "HMAC-SHA1"),
+        ("SignatureVersion", "1.0"),
+        ("AccessKeyId", &creds.access_key_id),
+    ]);
+    all.extend(pairs(business));
+    all
+}
+
+/// `params` plus the v1 `Signature` over all of them for `method`.
+pub fn with_v1_signature(
+    creds: &Credentials,
+    method: &str,
+    mut params: Vec<(String, String)>,
+) -> Vec<(String, String)> {
+    let string_to_sign = sign::v1_string_to_sign(method, &params);
+    let signature = sign::v1_signature(&creds.access_key_secret, &string_to_sign);
+    params.push(("Signature".into(), signature));
+    params
+}
+
+impl TestApp {
+    /// `GET /healthz` on a fresh connection: the server is still up.
+    pub async fn healthy(&self) -> bool {
+        match self
+            .http
+            .get(format!("{}/healthz", self.address))
+            .timeout(std::time::Duration::from_secs(5))
+            .send()
+            .await
+        {
+            Ok(r) => r.status() == reqwest::StatusCode::OK,
+            Err(_) => false,
+        }
+    }
+}

@@ -1,5 +1,7 @@
 //! End-to-end tests of the real server over HTTP: one test binary, one app per test.
 
+mod bad_input;
 mod helpers;
 mod instances;
+mod raw_http;
 mod signing;
