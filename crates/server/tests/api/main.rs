@@ -1,6 +1,7 @@
 //! End-to-end tests of the real server over HTTP: one test binary, one app per test.
 
 mod bad_input;
+mod diagnosis;
 mod helpers;
 mod instances;
 mod raw_http;
