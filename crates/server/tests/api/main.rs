@@ -6,3 +6,4 @@ mod helpers;
 mod instances;
 mod raw_http;
 mod signing;
+mod vectors;
