@@ -131,7 +131,10 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
     finished.plan_text = Some("Seq Scan".into());
     finished.rows = Some(3);
     finished.error = Some("boom".into());
-    store.upsert_records(std::slice::from_ref(&finished)).await.unwrap();
+    store
+        .upsert_records(std::slice::from_ref(&finished))
+        .await
+        .unwrap();
     assert_eq!(
         store.get_record("gp-up", "q1").await.unwrap(),
         Some(finished)
@@ -165,7 +168,10 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
     assert_eq!(page.total, 2);
     // Millisecond precision survives.
     let ms = record("gp-up", "q3", 1_234, 1);
-    store.upsert_records(std::slice::from_ref(&ms)).await.unwrap();
+    store
+        .upsert_records(std::slice::from_ref(&ms))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .get_record("gp-up", "q3")
@@ -180,7 +186,10 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
 pub async fn long_sql_is_stored_whole(store: &dyn Store) {
     let mut r = record("gp-long", "big", 0, 1);
     r.sql = format!("select '{}'", "x\u{00e9}\n".repeat(60_000));
-    store.upsert_records(std::slice::from_ref(&r)).await.unwrap();
+    store
+        .upsert_records(std::slice::from_ref(&r))
+        .await
+        .unwrap();
     assert_eq!(
         store
             .get_record("gp-long", "big")
