@@ -87,6 +87,12 @@ CREATE TABLE record_dimensions (
     PRIMARY KEY (instance, kind, value)
 );
 "#,
+    // A kept list of dimensions goes stale when a record is replaced; instead, walk the indexes
+    // (one probe per distinct value), which is always exact.
+    r#"
+DROP TABLE record_dimensions;
+CREATE INDEX query_records_by_user ON query_records (instance, user_name);
+"#,
 ];
 
 /// Collations tried, in order, for the keyword's case folding. ICU's root locale lower-cases
@@ -106,6 +112,9 @@ pub struct PostgresStore {
 }
 
 impl PostgresStore {
+    /// How many schema migrations this version knows.
+    pub const MIGRATION_COUNT: usize = MIGRATIONS.len();
+
     /// Connections per process unless the URL says `pool_size=N`: enough for a busy server's
     /// concurrent listings without crowding a default `max_connections = 100`.
     pub const DEFAULT_POOL_SIZE: usize = 16;

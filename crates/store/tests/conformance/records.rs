@@ -413,6 +413,21 @@ pub async fn dimensions_all_time_and_windowed(store: &dyn Store) {
         .unwrap();
     assert_eq!(windowed.databases, ["sales"]);
     assert_eq!(windowed.users, ["ann"]);
+    // Replacing the only record with a value removes the value.
+    let mut moved = record("gp-dim", "d1", 0, 1);
+    moved.database = "hr".into();
+    moved.user = "bo".into();
+    store.upsert_records(&[moved]).await.unwrap();
+    let after = store.record_dimensions("gp-dim", None).await.unwrap();
+    assert_eq!(
+        (after.databases, after.users),
+        (vec!["hr".to_owned()], vec!["bo".to_owned()])
+    );
+    let windowed = store
+        .record_dimensions("gp-dim", Some(first_hour))
+        .await
+        .unwrap();
+    assert_eq!(windowed.databases, ["hr"]);
     let nothing = store.record_dimensions("gp-none", None).await.unwrap();
     assert!(nothing.databases.is_empty() && nothing.users.is_empty());
 }
