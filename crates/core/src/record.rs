@@ -239,7 +239,8 @@ impl FromStr for RecordOrder {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecordFilter {
     pub instance: String,
-    pub database: String,
+    /// Every database when `None` (slow-SQL exports may leave it open).
+    pub database: Option<String>,
     pub window: TimeWindow,
     pub user: Option<String>,
     /// A literal, case-insensitive substring of the SQL text: no wildcards.
@@ -252,7 +253,7 @@ impl RecordFilter {
     /// suite to compute expectations independently of SQL.
     pub fn matches(&self, r: &QueryRecord) -> bool {
         r.instance == self.instance
-            && r.database == self.database
+            && self.database.as_ref().is_none_or(|d| *d == r.database)
             && r.start_time >= self.window.start
             && r.start_time < self.window.end
             && self.user.as_ref().is_none_or(|u| *u == r.user)

@@ -32,7 +32,7 @@ async fn count(store: &SqliteStore) -> u64 {
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let filter = RecordFilter {
         instance: "gp-1".into(),
-        database: "db".into(),
+        database: Some("db".into()),
         window: TimeWindow::new(start, start + Duration::days(1)).unwrap(),
         user: None,
         keyword: None,

@@ -307,7 +307,7 @@ async fn bulk_upserts_keep_the_last_record_per_key(server: &Server) {
             .search_records(
                 &RecordFilter {
                     instance: "gp-bulk".into(),
-                    database: database.into(),
+                    database: Some(database.into()),
                     window: TimeWindow::new(base, base + Duration::hours(2)).unwrap(),
                     user: None,
                     keyword: Some("BULK".into()),
@@ -366,7 +366,7 @@ async fn keyword_search_needs_no_unicode_locale(server: &Server) {
         .search_records(
             &RecordFilter {
                 instance: "gp-c".into(),
-                database: "db0".into(),
+                database: Some("db0".into()),
                 window: TimeWindow::new(base, base + Duration::hours(1)).unwrap(),
                 user: None,
                 keyword: Some("zoë".into()),

@@ -15,7 +15,7 @@ fn filter(
     ctx.diagnosis_instance(&q.instance_id)?;
     Ok(RecordFilter {
         instance: q.instance_id.clone(),
-        database: q.database.clone(),
+        database: Some(q.database.clone()),
         window: q.window,
         user: q.user.clone(),
         keyword,

@@ -182,9 +182,12 @@ pub(super) async fn search(
     let (limit, offset) = (clamp(page.limit), clamp(page.offset));
 
     // Every value is a bind parameter; only fixed SQL fragments are formatted in.
-    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&filter.instance, &filter.database, &start, &end];
-    let mut condition =
-        String::from("instance = $1 AND database = $2 AND start_time >= $3 AND start_time < $4");
+    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&filter.instance, &start, &end];
+    let mut condition = String::from("instance = $1 AND start_time >= $2 AND start_time < $3");
+    if let Some(database) = &filter.database {
+        args.push(database);
+        condition.push_str(&format!(" AND database = ${}", args.len()));
+    }
     if let Some(user) = &filter.user {
         args.push(user);
         condition.push_str(&format!(" AND user_name = ${}", args.len()));

@@ -73,13 +73,16 @@ pub(super) fn upsert(conn: &mut Connection, records: &[QueryRecord]) -> Result<u
 
 /// The WHERE clause and its parameters for a filter (without `maxCost`, which cuts afterwards).
 fn where_clause(filter: &RecordFilter) -> (String, Vec<Value>) {
-    let mut sql = String::from("instance = ? AND database = ? AND start_ms >= ? AND start_ms < ?");
+    let mut sql = String::from("instance = ? AND start_ms >= ? AND start_ms < ?");
     let mut args: Vec<Value> = vec![
         filter.instance.clone().into(),
-        filter.database.clone().into(),
         millis(filter.window.start).into(),
         millis(filter.window.end).into(),
     ];
+    if let Some(database) = &filter.database {
+        sql.push_str(" AND database = ?");
+        args.push(database.clone().into());
+    }
     if let Some(user) = &filter.user {
         sql.push_str(" AND user_name = ?");
         args.push(user.clone().into());

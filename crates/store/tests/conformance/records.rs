@@ -148,7 +148,7 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
         .unwrap();
     let all = RecordFilter {
         instance: "gp-up".into(),
-        database: "db0".into(),
+        database: Some("db0".into()),
         window: TimeWindow::new(base_time(), base_time() + Duration::hours(1)).unwrap(),
         user: None,
         keyword: None,
@@ -269,7 +269,7 @@ pub async fn searches_match_the_reference_semantics(store: &dyn Store) {
         },
     ];
     let mut checked = 0;
-    for database in ["db0", "db1", "nope"] {
+    for database in ["db0", "db1", "nope", "*"] {
         for (w, user) in [
             (window(0, 6), None),
             (window(1, 3), Some("user1")),
@@ -279,7 +279,7 @@ pub async fn searches_match_the_reference_semantics(store: &dyn Store) {
                 for keyword in keywords {
                     let filter = RecordFilter {
                         instance: "gp-search".into(),
-                        database: database.into(),
+                        database: (database != "*").then(|| database.into()),
                         window: w,
                         user: user.map(str::to_owned),
                         keyword: keyword.map(str::to_owned),
@@ -322,7 +322,7 @@ pub async fn paging_edges(store: &dyn Store) {
     store.upsert_records(&records).await.unwrap();
     let filter = RecordFilter {
         instance: "gp-page".into(),
-        database: "db0".into(),
+        database: Some("db0".into()),
         window: TimeWindow::new(base_time(), base_time() + Duration::hours(1)).unwrap(),
         user: None,
         keyword: None,
@@ -364,7 +364,7 @@ pub async fn paging_edges(store: &dyn Store) {
         .unwrap();
     assert_eq!((past.total, past.records.len()), (65, 0));
     let empty = RecordFilter {
-        database: "none".into(),
+        database: Some("none".into()),
         ..filter.clone()
     };
     let none = store
