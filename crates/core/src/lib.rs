@@ -20,3 +20,5 @@ pub use record::{
 pub mod lang;
 pub mod plan;
 pub use lang::{Column, Lang};
+pub mod export;
+pub use export::{DownloadTask, ExportSpec, FileOptions, NewTask, TaskStatus};

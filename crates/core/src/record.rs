@@ -179,6 +179,26 @@ impl FromStr for QueryCondition {
     }
 }
 
+impl std::fmt::Display for QueryCondition {
+    /// The canonical JSON form, which `FromStr` reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::MaxCost(n) => write!(f, r#"{{"Type":"maxCost","Value":"{n}"}}"#),
+            Self::Status(s) => write!(f, r#"{{"Type":"status","Value":"{}"}}"#, s.as_str()),
+            Self::Cost { min, max } => {
+                f.write_str(r#"{"Type":"cost""#)?;
+                if let Some(min) = min {
+                    write!(f, r#","Min":"{min}""#)?;
+                }
+                if let Some(max) = max {
+                    write!(f, r#","Max":"{max}""#)?;
+                }
+                f.write_str("}")
+            }
+        }
+    }
+}
+
 /// What a listing is sorted by.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OrderField {
@@ -232,6 +252,18 @@ impl FromStr for RecordOrder {
             Some(_) => return Err(bad("Type must be Asc or Desc")),
         };
         Ok(Self { field, descending })
+    }
+}
+
+impl std::fmt::Display for RecordOrder {
+    /// The canonical JSON form, which `FromStr` reads back.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let field = match self.field {
+            OrderField::StartTime => "StartTime",
+            OrderField::Duration => "Duration",
+        };
+        let kind = if self.descending { "Desc" } else { "Asc" };
+        write!(f, r#"[{{"Field":"{field}","Type":"{kind}"}}]"#)
     }
 }
 
@@ -388,6 +420,34 @@ mod tests {
         );
         assert!(r#"[{"Field":"User"}]"#.parse::<RecordOrder>().is_err());
         assert!("StartTime".parse::<RecordOrder>().is_err());
+    }
+
+    #[test]
+    fn conditions_and_orders_round_trip_through_their_json() {
+        for c in [
+            QueryCondition::MaxCost(7),
+            QueryCondition::Status(QueryStatus::Running),
+            QueryCondition::Cost {
+                min: Some(1),
+                max: None,
+            },
+            QueryCondition::Cost {
+                min: None,
+                max: Some(9),
+            },
+            QueryCondition::Cost {
+                min: Some(1),
+                max: Some(9),
+            },
+        ] {
+            assert_eq!(c.to_string().parse(), Ok(c));
+        }
+        for field in [OrderField::StartTime, OrderField::Duration] {
+            for descending in [true, false] {
+                let o = RecordOrder { field, descending };
+                assert_eq!(o.to_string().parse(), Ok(o));
+            }
+        }
     }
 
     #[test]

@@ -2,14 +2,18 @@
 //! listener (port 0 allowed) and serve until told to stop.
 
 use crate::config::{default_burst, Config};
+use crate::links::{LinkSigner, LINK_KEY_SETTING};
 use crate::protocol::{self, auth::MAX_SKEW, nonce::NonceCache, throttle::Throttle};
 use crate::registry::Registry;
-use crate::state::AppState;
+use crate::state::{AppState, Exports};
 use anyhow::Context;
 use axum::routing::{any, get};
 use axum::Router;
 use chrono::Utc;
+use gpdiag_core::export::task_prefix;
 use gpdiag_core::{AccessKey, Clock, Instance, Secret, SystemClock};
+use gpdiag_export::{ExportSettings, Exporter};
+use gpdiag_objects::Objects;
 use gpdiag_store::Store;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -17,8 +21,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 
-/// How often the server looks for key changes made by other processes (`gpdiag keys`).
-const KEY_REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+/// How often the server looks for key and task changes made by other processes (`gpdiag
+/// keys`, other servers sharing PostgreSQL).
+const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How often expired exports are deleted.
+const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// The account created on a first start with no account configured.
 pub const BOOTSTRAP_ACCOUNT: &str = "default";
@@ -27,6 +35,8 @@ pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
     bootstrap_key: Option<AccessKey>,
+    exporter: Arc<Exporter>,
+    retention: chrono::Duration,
 }
 
 impl Application {
@@ -42,6 +52,27 @@ impl Application {
             .with_context(|| "cannot open the store")?;
         apply_config(store.as_ref(), &config, env).await?;
         let bootstrap_key = bootstrap_if_empty(store.as_ref()).await?;
+        if config.storage.url.starts_with("sqlite://") {
+            // SQLite serves one process, so every claim left in it belongs to a process that
+            // is gone: interrupted exports are taken again at once instead of after the lease.
+            let released = store.release_all_claims().await?;
+            if released > 0 {
+                tracing::info!(
+                    tasks = released,
+                    "resuming exports interrupted by the last stop"
+                );
+            }
+        }
+        let objects = Objects::from_settings(&config.objects, env)
+            .context("cannot open the object store ([objects])")?;
+        if let Err(e) = objects.check().await {
+            // Serve anyway: listings and searches work, and exports fail with a clear message
+            // until the store is back.
+            tracing::warn!(error = %e, "the object store is not reachable now");
+        }
+        let link_key = store
+            .get_or_create_setting(LINK_KEY_SETTING, &random_key())
+            .await?;
 
         let registry = Registry::default();
         registry.load(store.as_ref()).await?;
@@ -67,13 +98,35 @@ impl Application {
                 .api_calls_per_second
                 .map(|rate| Throttle::new(rate, default_burst(rate))),
             nonces: NonceCache::new(MAX_SKEW, config.limits.nonce_capacity),
-            clock,
+            clock: clock.clone(),
+            exports: Exports {
+                objects: objects.clone(),
+                signer: LinkSigner::new(Secret::new(link_key), &public_url),
+                link_ttl: chrono::Duration::from_std(config.objects.link_ttl()?)?,
+                slow_query_ms: config.exports.slow_query_ms,
+                max_running_per_account: config.exports.max_running_per_account,
+            },
             public_url,
         });
+        let exporter = Arc::new(Exporter::new(
+            state.store.clone(),
+            objects,
+            clock,
+            // Unique per process start, so leases tell processes (and restarts) apart.
+            format!("{}-{}", local, uuid::Uuid::new_v4().simple()),
+            ExportSettings {
+                workers: config.exports.workers,
+                max_attempts: config.exports.max_attempts,
+                lease: chrono::Duration::seconds(i64::from(config.exports.lease_seconds)),
+                ..ExportSettings::default()
+            },
+        ));
         Ok(Self {
             listener,
             state,
             bootstrap_key,
+            exporter,
+            retention: chrono::Duration::days(i64::from(config.exports.retention_days)),
         })
     }
 
@@ -87,6 +140,11 @@ impl Application {
         self.local_addr().port()
     }
 
+    /// The shared state, for tests that arrange or inspect it directly.
+    pub fn state(&self) -> Arc<AppState> {
+        self.state.clone()
+    }
+
     /// The key made on a first start, for the caller to show once. Never logged.
     pub fn take_bootstrap_key(&mut self) -> Option<AccessKey> {
         self.bootstrap_key.take()
@@ -96,21 +154,37 @@ impl Application {
         Router::new()
             .route("/", any(protocol::rpc))
             .route("/healthz", get(|| async { "ok\n" }))
+            .route(
+                "/downloads/{task}/{file}",
+                get(protocol::download::download),
+            )
             .fallback(protocol::not_found)
             .with_state(state)
     }
 
-    /// Serves until `shutdown` completes, then finishes in-flight requests.
+    /// Serves until `shutdown` completes, then finishes in-flight requests. Exports in flight
+    /// are dropped (their uploads never become visible) and resume at the next start.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let refresher = tokio::spawn(refresh_keys(self.state.clone()));
+        let (stop_workers, workers_stopped) = tokio::sync::watch::channel(false);
+        let background = [
+            tokio::spawn(refresh(self.state.clone())),
+            tokio::spawn(retention(self.state.clone(), self.retention)),
+            tokio::spawn(self.exporter.clone().run(workers_stopped)),
+        ];
         let router = Self::router(self.state.clone());
-        let result = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await;
-        refresher.abort();
+        let result = axum::serve(
+            self.listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await;
+        let _ = stop_workers.send(true);
+        for task in background {
+            task.abort();
+        }
         result.context("the server stopped with an error")
     }
 }
@@ -182,8 +256,8 @@ pub fn new_access_key(account: &str) -> AccessKey {
     }
 }
 
-async fn refresh_keys(state: Arc<AppState>) {
-    let mut tick = tokio::time::interval(KEY_REFRESH_INTERVAL);
+async fn refresh(state: Arc<AppState>) {
+    let mut tick = tokio::time::interval(REFRESH_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -194,5 +268,51 @@ async fn refresh_keys(state: Arc<AppState>) {
                 tracing::warn!(error = %e, "cannot reload access keys; keeping the current ones")
             }
         }
+        if let Err(e) = state.registry.refresh_tasks(state.store.as_ref()).await {
+            tracing::warn!(error = %e, "cannot reload download tasks; keeping the current ones");
+        }
     }
+}
+
+/// Deletes exports (records and files) older than the retention period, hourly.
+async fn retention(state: Arc<AppState>, keep: chrono::Duration) {
+    let mut tick = tokio::time::interval(RETENTION_INTERVAL);
+    loop {
+        tick.tick().await;
+        if let Err(e) = delete_expired(&state, keep).await {
+            tracing::warn!(error = %e, "retention: cannot delete expired exports now");
+        }
+    }
+}
+
+/// One retention pass; returns how many tasks it deleted.
+pub async fn delete_expired(state: &AppState, keep: chrono::Duration) -> anyhow::Result<usize> {
+    let expired = state
+        .store
+        .delete_tasks_before(state.clock.now() - keep)
+        .await?;
+    for task in &expired {
+        // Every attempt's file, and any staging leftovers, live under the task's prefix.
+        if let Err(e) = state
+            .exports
+            .objects
+            .delete_prefix(&task_prefix(task))
+            .await
+        {
+            tracing::warn!(task = task.id, error = %e, "retention: a file could not be deleted");
+        }
+    }
+    if !expired.is_empty() {
+        tracing::info!(tasks = expired.len(), "retention: expired exports deleted");
+        state.tasks_changed().await;
+    }
+    Ok(expired.len())
+}
+
+/// 32 random bytes as hex, for server-wide keys.
+fn random_key() -> String {
+    use rand::RngCore;
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
 }

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use gpdiag_core::{CoreVersion, InstanceMode, Secret};
+use gpdiag_objects::ObjectsSettings;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::Path;
@@ -12,7 +13,8 @@ use std::path::Path;
 pub struct Config {
     pub server: ServerConfig,
     pub storage: StorageConfig,
-    pub objects: ObjectsConfig,
+    pub objects: ObjectsSettings,
+    pub exports: ExportsConfig,
     pub limits: LimitsConfig,
     pub accounts: Vec<AccountConfig>,
     pub instances: Vec<InstanceConfig>,
@@ -52,16 +54,35 @@ impl Default for StorageConfig {
     }
 }
 
+/// `[exports]`: the export workers and their limits.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
-pub struct ObjectsConfig {
-    pub url: String,
+pub struct ExportsConfig {
+    /// Exports this process runs at once; 0 makes an API-only node (another process sharing
+    /// the PostgreSQL store runs the exports).
+    pub workers: usize,
+    /// Running exports one account may have; one more is refused.
+    pub max_running_per_account: u32,
+    /// Times an interrupted export is started again before it is failed.
+    pub max_attempts: u32,
+    /// Finished and failed exports (records and files) older than this are deleted.
+    pub retention_days: u32,
+    /// A query is slow, for `DownloadSlowSQLRecords`, from this duration on.
+    pub slow_query_ms: i64,
+    /// How long a worker's claim on a task lasts without renewal; after a crash of one of
+    /// several processes sharing PostgreSQL, another takes the task over after this long.
+    pub lease_seconds: u32,
 }
 
-impl Default for ObjectsConfig {
+impl Default for ExportsConfig {
     fn default() -> Self {
         Self {
-            url: "file://gpdiag-data/objects".into(),
+            workers: 2,
+            max_running_per_account: 10,
+            max_attempts: 3,
+            retention_days: 7,
+            slow_query_ms: 1000,
+            lease_seconds: 30,
         }
     }
 }
@@ -143,7 +164,6 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("GPDIAG_REGION", "server.region"),
     ("GPDIAG_PUBLIC_URL", "server.public_url"),
     ("GPDIAG_STORAGE_URL", "storage.url"),
-    ("GPDIAG_OBJECTS_URL", "objects.url"),
     ("GPDIAG_CALLS_PER_SECOND", "limits.calls_per_second"),
     ("GPDIAG_BURST", "limits.burst"),
     ("GPDIAG_API_CALLS_PER_SECOND", "limits.api_calls_per_second"),
@@ -168,6 +188,14 @@ impl Config {
                     .with_context(|| format!("environment variable {var}"))?;
             }
         }
+        for (var, field) in gpdiag_objects::ENV_OVERRIDES {
+            if let Some(value) = env(var) {
+                config
+                    .objects
+                    .set(field, &value)
+                    .with_context(|| format!("environment variable {var}"))?;
+            }
+        }
         Ok(config)
     }
 
@@ -181,7 +209,6 @@ impl Config {
             "server.region" => self.server.region = value.into(),
             "server.public_url" => self.server.public_url = Some(value.into()),
             "storage.url" => self.storage.url = value.into(),
-            "objects.url" => self.objects.url = value.into(),
             "limits.calls_per_second" => self.limits.calls_per_second = number(value)?,
             "limits.burst" => self.limits.burst = Some(number(value)?),
             "limits.api_calls_per_second" => {
@@ -217,6 +244,14 @@ impl Config {
                 bail!("access key {} is configured twice", account.access_key_id);
             }
             account.secret(&env)?;
+        }
+        self.objects.validate(&env).context("[objects]")?;
+        let e = &self.exports;
+        if e.max_running_per_account == 0 || e.max_attempts == 0 || e.lease_seconds < 5 {
+            bail!("[exports] max_running_per_account and max_attempts must be at least 1, lease_seconds at least 5");
+        }
+        if e.slow_query_ms < 0 {
+            bail!("[exports] slow_query_ms cannot be negative");
         }
         let mut ids = std::collections::HashSet::new();
         for instance in &self.instances {
@@ -262,6 +297,7 @@ mod tests {
         assert_eq!(c.server.listen, "127.0.0.1:8080");
         assert_eq!(c.storage.url, "sqlite://gpdiag-data/gpdiag.db");
         assert_eq!(c.objects.url, "file://gpdiag-data/objects");
+        assert_eq!(c.exports.max_running_per_account, 10);
         assert_eq!(c.limits.calls_per_second, 1000);
         assert_eq!(c.limits.effective_burst(), 50);
         for (rate, burst) in [(5, 5), (100, 10), (1, 1), (100_000, 5000)] {

@@ -4,6 +4,7 @@
 pub mod actions;
 pub mod app;
 pub mod config;
+pub mod links;
 pub mod protocol;
 pub mod registry;
 pub mod state;

@@ -1,7 +1,7 @@
-//! The in-memory view of keys and instances that every request reads, kept in step with the
-//! store: requests never touch the database on the hot path.
+//! The in-memory view of keys, instances and download tasks that every request reads, kept in
+//! step with the store: requests never touch the database on the hot path.
 
-use gpdiag_core::{AccessKey, Instance, Secret};
+use gpdiag_core::{AccessKey, DownloadTask, DownloadTaskType, Instance, Secret};
 use gpdiag_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -20,6 +20,9 @@ struct Snapshot {
     instances: HashMap<String, Arc<Instance>>,
     /// Each account's instances sorted by ID, for listings.
     by_account: HashMap<Arc<str>, Vec<Arc<Instance>>>,
+    /// Each instance's download tasks, newest first.
+    tasks: HashMap<String, Vec<Arc<DownloadTask>>>,
+    tasks_generation: i64,
 }
 
 /// Readers clone an `Arc` under a short read lock; reloads build a new snapshot and swap it in.
@@ -64,13 +67,54 @@ impl Registry {
             .unwrap_or_default()
     }
 
+    /// The instance's tasks of one type, newest first.
+    pub fn tasks_of(&self, instance: &str, task_type: DownloadTaskType) -> Vec<Arc<DownloadTask>> {
+        self.current()
+            .tasks
+            .get(instance)
+            .map(|tasks| {
+                tasks
+                    .iter()
+                    .filter(|t| t.task_type == task_type)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Reloads everything from the store.
     pub async fn load(&self, store: &dyn Store) -> Result<(), StoreError> {
         let generation = store.keys_generation().await?;
         let keys = store.list_keys().await?;
         let instances = store.list_instances().await?;
         self.swap(|_| build(keys, generation, instances));
+        self.refresh_tasks(store).await?;
         Ok(())
+    }
+
+    /// Reloads the tasks if any changed (here or in another process); returns whether it did.
+    pub async fn refresh_tasks(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        let generation = store.tasks_generation().await?;
+        if generation == self.current().tasks_generation {
+            return Ok(false);
+        }
+        let mut tasks: HashMap<String, Vec<Arc<DownloadTask>>> = HashMap::new();
+        // `list_tasks` is newest first, and so is each instance's list.
+        for task in store.list_tasks().await? {
+            tasks
+                .entry(task.instance.clone())
+                .or_default()
+                .push(Arc::new(task));
+        }
+        self.swap(|old| Snapshot {
+            keys: old.keys.clone(),
+            keys_generation: old.keys_generation,
+            instances: old.instances.clone(),
+            by_account: old.by_account.clone(),
+            tasks,
+            tasks_generation: generation,
+        });
+        Ok(true)
     }
 
     /// Reloads the keys if another process changed them; returns whether it did.
@@ -85,6 +129,8 @@ impl Registry {
             keys_generation: generation,
             instances: old.instances.clone(),
             by_account: old.by_account.clone(),
+            tasks: old.tasks.clone(),
+            tasks_generation: old.tasks_generation,
         });
         Ok(true)
     }
@@ -124,5 +170,8 @@ fn build(keys: Vec<AccessKey>, keys_generation: i64, instances: Vec<Instance>) -
         keys_generation,
         instances: by_id,
         by_account,
+        // Filled by `refresh_tasks`; -1 so the first refresh always loads.
+        tasks: HashMap::new(),
+        tasks_generation: -1,
     }
 }

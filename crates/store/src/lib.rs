@@ -6,7 +6,10 @@ mod postgres;
 mod sqlite;
 
 use async_trait::async_trait;
-use gpdiag_core::{AccessKey, Instance, QueryRecord, RecordFilter, RecordOrder, TimeWindow};
+use chrono::{DateTime, Duration, Utc};
+use gpdiag_core::{
+    AccessKey, DownloadTask, Instance, NewTask, QueryRecord, RecordFilter, RecordOrder, TimeWindow,
+};
 use std::sync::Arc;
 
 pub use postgres::PostgresStore;
@@ -18,6 +21,9 @@ pub enum StoreError {
     NotFound(String),
     #[error("conflict: {0}")]
     Conflict(String),
+    /// A limit was reached (e.g. running exports per account); the message says which.
+    #[error("{0}")]
+    LimitReached(String),
     #[error("storage URL {0:?} is not supported: {1}")]
     Unsupported(String, &'static str),
     /// The back end cannot be reached or is too busy now; trying again later may work.
@@ -81,6 +87,109 @@ pub trait Store: Send + Sync + 'static {
         instance: &str,
         window: Option<TimeWindow>,
     ) -> Result<Dimensions, StoreError>;
+
+    /// Streams the records `filter` selects, in `order`, as batches of at most `batch` records
+    /// through a bounded channel: memory stays flat whatever the size. The stream holds one
+    /// consistent snapshot.
+    fn stream_records(
+        &self,
+        filter: &RecordFilter,
+        order: RecordOrder,
+        batch: usize,
+    ) -> tokio::sync::mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>>;
+
+    // ---- download tasks ----
+
+    /// Records a new `running` task, unless the account already has `max_running` running
+    /// ones (`LimitReached`); the check and the insert are one transaction.
+    async fn create_task(
+        &self,
+        task: &NewTask,
+        max_running: u32,
+    ) -> Result<DownloadTask, StoreError>;
+
+    async fn get_task(&self, id: i64) -> Result<Option<DownloadTask>, StoreError>;
+
+    /// Every task, newest first (retention keeps this bounded); for the in-memory view.
+    async fn list_tasks(&self) -> Result<Vec<DownloadTask>, StoreError>;
+
+    /// Changes whenever any task changes, so other processes can notice cheaply.
+    async fn tasks_generation(&self) -> Result<i64, StoreError>;
+
+    /// Takes the oldest running task that no live worker holds (never claimed, or its lease
+    /// ended before `now`), counts the attempt and leases it to `worker` until `now + lease`.
+    async fn claim_task(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<Option<DownloadTask>, StoreError>;
+
+    /// Extends the lease and records progress. `false` when the task is no longer this
+    /// worker's running task (canceled, or taken over after the lease ran out): stop at once.
+    async fn renew_task(
+        &self,
+        id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+        rows_done: u64,
+    ) -> Result<bool, StoreError>;
+
+    /// `running` → `finished`, only while `worker` holds the task.
+    async fn finish_task(
+        &self,
+        id: i64,
+        worker: &str,
+        object_key: &str,
+        rows: u64,
+        bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// `running` → `failed` with `message`, only while `worker` holds the task; with no worker,
+    /// whoever holds it (cancel, abandonment).
+    async fn fail_task(
+        &self,
+        id: i64,
+        worker: Option<&str>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Releases every lease at once: for a single-node store starting up, where no other
+    /// process can be working, so interrupted tasks are taken again without waiting.
+    async fn release_all_claims(&self) -> Result<u64, StoreError>;
+
+    /// Deletes tasks created before `before` and returns them, so their files can go too.
+    async fn delete_tasks_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<DownloadTask>, StoreError>;
+
+    /// Appends one line to the download audit log.
+    async fn record_download(&self, entry: &DownloadAudit) -> Result<(), StoreError>;
+
+    async fn list_downloads(&self, task_id: i64) -> Result<Vec<DownloadAudit>, StoreError>;
+
+    /// A named server-wide value, created as `fresh` by whichever process asks first; every
+    /// process sharing the store then reads the same value (e.g. the download-link key).
+    async fn get_or_create_setting(&self, name: &str, fresh: &str) -> Result<String, StoreError>;
+}
+
+/// Who fetched which export file, and when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DownloadAudit {
+    pub task_id: i64,
+    pub account: String,
+    pub instance: String,
+    pub file_name: String,
+    /// The client's address as the server saw it.
+    pub client: String,
+    pub user_agent: String,
+    /// The `Range` header, empty for a whole-file fetch.
+    pub range: String,
+    pub at: DateTime<Utc>,
 }
 
 /// `limit` records after skipping `offset`.

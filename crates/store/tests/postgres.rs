@@ -8,11 +8,17 @@
 mod conformance;
 
 use chrono::{Duration, TimeZone, Utc};
-use gpdiag_core::{QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow};
+use gpdiag_core::{
+    DownloadTaskType, ExportSpec, FileOptions, NewTask, QueryRecord, QueryStatus, RecordFilter,
+    RecordOrder, TaskStatus, TimeWindow,
+};
 use gpdiag_store::{Page, PostgresStore, Store, StoreError};
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Instant;
+use tokio::sync::Barrier;
 use tokio_postgres::NoTls;
 
 /// A PostgreSQL server for this test: the one `GPDIAG_TEST_PG_URL` names, or a private
@@ -150,6 +156,10 @@ async fn postgres_passes_the_conformance_suite_and_its_own_checks() {
     keyword_search_needs_no_unicode_locale(&server).await;
     a_failed_batch_writes_nothing(&server).await;
     errors_from_a_real_server_hide_the_password(&server).await;
+    concurrent_claims_hand_each_task_to_one_worker(&server).await;
+    concurrent_creates_respect_the_running_limit(&server).await;
+    streams_hold_one_snapshot_and_give_their_connection_back(&server).await;
+    a_dropped_stream_stops_its_statement_at_once(&server).await;
 }
 
 async fn concurrent_opens_migrate_once(server: &Server) {
@@ -430,4 +440,274 @@ async fn errors_for_wrong_urls_hide_the_password() {
         PostgresStore::open("postgres://gpdiag@127.0.0.1:1/db?nonsense=1").await,
         Err(StoreError::Backend(_))
     ));
+}
+
+/// `n` stores on one database, each with its own pool: as many gpdiag processes would be.
+async fn processes(url: &str, n: usize) -> Vec<Arc<PostgresStore>> {
+    let mut out = Vec::new();
+    for _ in 0..n {
+        out.push(Arc::new(
+            PostgresStore::open_with_pool_size(url, 2).await.unwrap(),
+        ));
+    }
+    out
+}
+
+fn export_task(account: &str) -> NewTask {
+    let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    NewTask {
+        account: account.into(),
+        instance: "gp-race".into(),
+        task_type: DownloadTaskType::SqlDiagnose,
+        spec: ExportSpec {
+            filter: RecordFilter {
+                instance: "gp-race".into(),
+                database: None,
+                window: TimeWindow::new(start, start + Duration::hours(1)).unwrap(),
+                user: None,
+                keyword: None,
+                condition: None,
+            },
+            order: RecordOrder::default(),
+            file: FileOptions::default(),
+        },
+        created_at: Utc::now(),
+    }
+}
+
+/// Eight workers in eight processes claim at the same instant with four tasks waiting: each
+/// task goes to exactly one of them, and each winner holds the lease it was given.
+async fn concurrent_claims_hand_each_task_to_one_worker(server: &Server) {
+    let db = server.create_database("C.UTF-8").await;
+    let stores = processes(&server.url_for(&db), 8).await;
+    let lease = Duration::seconds(60);
+    for round in 0..10 {
+        let mut created = BTreeSet::new();
+        for _ in 0..4 {
+            created.insert(
+                stores[0]
+                    .create_task(&export_task("acct-claims"), 100)
+                    .await
+                    .unwrap()
+                    .id,
+            );
+        }
+        let barrier = Arc::new(Barrier::new(stores.len()));
+        let claims: Vec<_> = stores
+            .iter()
+            .enumerate()
+            .map(|(i, store)| {
+                let (store, barrier) = (Arc::clone(store), Arc::clone(&barrier));
+                tokio::spawn(async move {
+                    let worker = format!("w{round}-{i}");
+                    barrier.wait().await;
+                    let task = store.claim_task(&worker, Utc::now(), lease).await.unwrap();
+                    (worker, task)
+                })
+            })
+            .collect();
+        let mut won = Vec::new();
+        for claim in claims {
+            if let (worker, Some(task)) = claim.await.unwrap() {
+                assert_eq!(task.attempts, 1, "round {round}: {task:?}");
+                won.push((worker, task.id));
+            }
+        }
+        let ids: BTreeSet<i64> = won.iter().map(|(_, id)| *id).collect();
+        assert_eq!(won.len(), 4, "round {round}: {won:?}");
+        assert_eq!(ids, created, "round {round}: each task exactly once");
+        // Each task is held by its winner and nobody else.
+        for (i, (worker, id)) in won.iter().enumerate() {
+            let other = &won[(i + 1) % won.len()].0;
+            let now = Utc::now();
+            assert!(!stores[i]
+                .renew_task(*id, other, now, lease, 1)
+                .await
+                .unwrap());
+            assert!(stores[i]
+                .renew_task(*id, worker, now, lease, 1)
+                .await
+                .unwrap());
+            assert!(stores[i]
+                .fail_task(*id, Some(worker), "done", now)
+                .await
+                .unwrap());
+        }
+        assert_eq!(
+            stores[0]
+                .claim_task("late", Utc::now(), lease)
+                .await
+                .unwrap(),
+            None
+        );
+    }
+    drop(stores);
+    server.drop_database(&db).await;
+}
+
+/// Twenty creations for one account at once, from four processes, under a limit of five:
+/// exactly five are accepted, whatever the interleaving. The account has no row in `accounts`.
+async fn concurrent_creates_respect_the_running_limit(server: &Server) {
+    let db = server.create_database("C.UTF-8").await;
+    let stores = processes(&server.url_for(&db), 4).await;
+    for round in 0..3 {
+        let account = format!("acct-race-{round}");
+        let barrier = Arc::new(Barrier::new(20));
+        let creates: Vec<_> = (0..20)
+            .map(|i| {
+                let store = Arc::clone(&stores[i % stores.len()]);
+                let (barrier, task) = (Arc::clone(&barrier), export_task(&account));
+                tokio::spawn(async move {
+                    barrier.wait().await;
+                    store.create_task(&task, 5).await
+                })
+            })
+            .collect();
+        let (mut accepted, mut refused) = (0, 0);
+        for create in creates {
+            match create.await.unwrap() {
+                Ok(_) => accepted += 1,
+                Err(StoreError::LimitReached(_)) => refused += 1,
+                Err(e) => panic!("round {round}: {e:?}"),
+            }
+        }
+        assert_eq!((accepted, refused), (5, 15), "round {round}");
+        let running = stores[1]
+            .list_tasks()
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.account == account && t.status == TaskStatus::Running)
+            .count();
+        assert_eq!(running, 5, "round {round}");
+    }
+    drop(stores);
+    server.drop_database(&db).await;
+}
+
+fn stream_filter(instance: &str) -> RecordFilter {
+    let base = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+    RecordFilter {
+        instance: instance.into(),
+        database: None,
+        window: TimeWindow::new(base, base + Duration::hours(1)).unwrap(),
+        user: None,
+        keyword: None,
+        condition: None,
+    }
+}
+
+fn stream_records(instance: &str, from: usize, to: usize) -> Vec<QueryRecord> {
+    (from..to)
+        .map(|i| {
+            let mut r = conformance_record(instance, &format!("q{i:06}"));
+            r.start_time += Duration::milliseconds(i as i64);
+            r
+        })
+        .collect()
+}
+
+/// A stream reads one snapshot (records written meanwhile are not in it), and its connection
+/// goes back to the pool when it ends or its reader leaves: with a pool of one, the next call
+/// would otherwise wait forever.
+async fn streams_hold_one_snapshot_and_give_their_connection_back(server: &Server) {
+    let db = server.create_database("C.UTF-8").await;
+    let url = server.url_for(&db);
+    let single = PostgresStore::open_with_pool_size(&url, 1).await.unwrap();
+    let writer = PostgresStore::open(&url).await.unwrap();
+    writer
+        .upsert_records(&stream_records("gp-snap", 0, 1_000))
+        .await
+        .unwrap();
+    let soon = std::time::Duration::from_secs(10);
+
+    let mut rx = single.stream_records(&stream_filter("gp-snap"), RecordOrder::default(), 10);
+    let mut seen = rx.recv().await.unwrap().unwrap();
+    writer
+        .upsert_records(&stream_records("gp-snap", 1_000, 1_500))
+        .await
+        .unwrap();
+    while let Some(batch) = rx.recv().await {
+        seen.extend(batch.unwrap());
+    }
+    assert_eq!(
+        seen.len(),
+        1_000,
+        "the stream's snapshot predates the second import"
+    );
+    let last = tokio::time::timeout(soon, single.get_record("gp-snap", "q001499"))
+        .await
+        .expect("the finished stream kept its connection");
+    assert!(last.unwrap().is_some());
+
+    // A reader that leaves after one batch, and one that leaves before the first.
+    for wait_for_one in [true, false] {
+        let mut rx = single.stream_records(&stream_filter("gp-snap"), RecordOrder::default(), 7);
+        if wait_for_one {
+            assert_eq!(rx.recv().await.unwrap().unwrap().len(), 7);
+        }
+        drop(rx);
+        let found = tokio::time::timeout(soon, single.get_record("gp-snap", "q000001"))
+            .await
+            .expect("an abandoned stream kept its connection");
+        assert!(found.unwrap().is_some());
+    }
+    drop((single, writer));
+    server.drop_database(&db).await;
+}
+
+/// A reader that leaves while the server works on a batch (here: waits for a lock another
+/// session holds) stops that statement at once instead of leaving it to finish unseen.
+async fn a_dropped_stream_stops_its_statement_at_once(server: &Server) {
+    let db = server.create_database("C.UTF-8").await;
+    let url = server.url_for(&db);
+    let store = PostgresStore::open_with_pool_size(&url, 1).await.unwrap();
+    store
+        .upsert_records(&stream_records("gp-stuck", 0, 10))
+        .await
+        .unwrap();
+    let (mut admin, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();
+    tokio::spawn(connection);
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .batch_execute("LOCK TABLE query_records IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let waiting = "SELECT count(*) FROM pg_stat_activity \
+                   WHERE datname = current_database() AND wait_event_type = 'Lock'";
+    let rx = store.stream_records(&stream_filter("gp-stuck"), RecordOrder::default(), 5);
+    let started = Instant::now();
+    loop {
+        let n: i64 = blocker.query_one(waiting, &[]).await.unwrap().get(0);
+        if n == 1 {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the stream never reached the lock"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    drop(rx);
+    let started = Instant::now();
+    loop {
+        let n: i64 = blocker.query_one(waiting, &[]).await.unwrap().get(0);
+        if n == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed().as_secs() < 10,
+            "the abandoned statement kept waiting"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The store's only pooled connection was not left behind the lock.
+    let generation =
+        tokio::time::timeout(std::time::Duration::from_secs(10), store.tasks_generation())
+            .await
+            .expect("the store's connection is stuck behind the abandoned statement");
+    assert_eq!(generation.unwrap(), 0);
+    blocker.rollback().await.unwrap();
+    drop((store, admin));
+    server.drop_database(&db).await;
 }

@@ -74,6 +74,12 @@ error_codes! {
     InvalidDBInstanceIdNotFound => ("InvalidDBInstanceId.NotFound", 404, "The specified instance is not found."),
     /// `DescribeDiagnosisSQLInfo` names a query the instance's database does not have.
     InvalidQueryIdNotFound => ("InvalidQueryId.NotFound", 404, "The specified query is not found."),
+    /// `CancelDownloadTask` names a download this instance does not have.
+    InvalidDownloadIdNotFound => ("InvalidDownloadId.NotFound", 404, "The specified download is not found."),
+    /// `CancelDownloadTask` on a download that already finished or failed.
+    IncorrectDownloadTaskState => ("IncorrectDownloadTaskState", 400, "The download has already ended."),
+    /// The account already runs `[exports] max_running_per_account` exports.
+    QuotaExceededDownloadTasks => ("QuotaExceeded.DownloadTasks", 400, "Too many exports are running for this account."),
     /// The instance's minor version is older than V6.3.10.1.
     IncorrectModuleVersion => ("IncorrectModuleVersion", 400, "The specified module version does not support this operation."),
     /// The instance is not in elastic storage mode.

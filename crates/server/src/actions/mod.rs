@@ -9,7 +9,7 @@ use crate::protocol::auth::Caller;
 use crate::state::AppState;
 use gpdiag_core::{check_diagnosis_available, GateError, Instance};
 use gpdiag_wire::api::diagnosis::*;
-use gpdiag_wire::api::downloads::DescribeDownloadRecordsRequest;
+use gpdiag_wire::api::downloads::*;
 use gpdiag_wire::api::instances::{DescribeDBInstanceAttributeRequest, DescribeDBInstancesRequest};
 use gpdiag_wire::api::{to_body, Action};
 use gpdiag_wire::{ApiError, ErrorCode, Params};
@@ -36,10 +36,31 @@ pub async fn dispatch(
             ctx,
             DescribeDBInstanceAttributeRequest::from_params(params)?,
         )?),
-        Action::DescribeDownloadRecords => to_body(&downloads::describe_download_records(
-            ctx,
-            DescribeDownloadRecordsRequest::from_params(params)?,
-        )?),
+        Action::DescribeDownloadRecords => to_body(
+            &downloads::describe_download_records(
+                ctx,
+                DescribeDownloadRecordsRequest::from_params(params)?,
+            )
+            .await?,
+        ),
+        Action::DownloadDiagnosisRecords => to_body(
+            &downloads::download_diagnosis_records(
+                ctx,
+                DownloadDiagnosisRecordsRequest::from_params(params, ctx.now())?,
+            )
+            .await?,
+        ),
+        Action::DownloadSlowSQLRecords => to_body(
+            &downloads::download_slow_sql_records(
+                ctx,
+                DownloadSlowSQLRecordsRequest::from_params(params, ctx.now())?,
+            )
+            .await?,
+        ),
+        Action::CancelDownloadTask => to_body(
+            &downloads::cancel_download_task(ctx, CancelDownloadTaskRequest::from_params(params)?)
+                .await?,
+        ),
         Action::DescribeDiagnosisRecords => to_body(
             &diagnosis::describe_diagnosis_records(
                 ctx,

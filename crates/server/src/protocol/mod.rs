@@ -3,6 +3,7 @@
 //! place where an error becomes a status code and an envelope.
 
 pub mod auth;
+pub mod download;
 pub mod nonce;
 pub mod throttle;
 

@@ -9,6 +9,7 @@ use gpdiag_wire::sign::{self, Credentials, SignedRequest};
 use std::sync::Arc;
 
 pub struct TestApp {
+    pub state: std::sync::Arc<gpdiag_server::state::AppState>,
     pub address: String,
     pub host: String,
     pub clock: Arc<ManualClock>,
@@ -111,11 +112,13 @@ pub async fn spawn_app_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
         .await
         .expect("the app builds");
     let port = app.port();
+    let state = app.state();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(app.run_until_stopped(async {
         let _ = rx.await;
     }));
     TestApp {
+        state,
         address: format!("http://127.0.0.1:{port}"),
         host: format!("127.0.0.1:{port}"),
         clock,

@@ -2,6 +2,7 @@
 
 mod bad_input;
 mod diagnosis;
+mod exports;
 mod helpers;
 mod instances;
 mod raw_http;

@@ -1,15 +1,17 @@
 //! The PostgreSQL store: a deadpool pool of tokio-postgres connections, versioned migrations
 //! that several gpdiag processes may run at once, accounts, keys and the instance registry.
-//! Query records live in `records.rs`.
+//! Query records live in `records.rs`, download tasks and their audit log in `tasks.rs`.
 
 mod records;
+mod tasks;
 
-use crate::{redact_url, Dimensions, Page, RecordPage, Store, StoreError};
+use crate::{redact_url, Dimensions, DownloadAudit, Page, RecordPage, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, Pool, Runtime};
 use gpdiag_core::{
-    AccessKey, Instance, QueryRecord, RecordFilter, RecordOrder, Secret, TimeWindow,
+    AccessKey, DownloadTask, Instance, NewTask, QueryRecord, RecordFilter, RecordOrder, Secret,
+    TimeWindow,
 };
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -92,6 +94,59 @@ CREATE TABLE record_dimensions (
     r#"
 DROP TABLE record_dimensions;
 CREATE INDEX query_records_by_user ON query_records (instance, user_name);
+"#,
+    // Download tasks and who fetched their files. No foreign keys, as in SQLite: an audit line
+    // may outlive its task until retention sweeps it.
+    r#"
+CREATE TABLE download_tasks (
+    id              bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    account         text COLLATE "C" NOT NULL,
+    instance        text COLLATE "C" NOT NULL,
+    task_type       text NOT NULL,
+    database        text COLLATE "C",
+    user_name       text COLLATE "C",
+    keyword         text,
+    window_start    timestamptz NOT NULL,
+    window_end      timestamptz NOT NULL,
+    condition       text,
+    record_order    text NOT NULL,
+    lang            text NOT NULL,
+    bom             boolean NOT NULL,
+    gzip            boolean NOT NULL,
+    file_name       text NOT NULL,
+    status          text COLLATE "C" NOT NULL,
+    exception_msg   text NOT NULL,
+    object_key      text,
+    row_count       bigint,
+    byte_count      bigint,
+    rows_done       bigint NOT NULL,
+    attempts        integer NOT NULL,
+    claimed_by      text COLLATE "C",
+    lease_until     timestamptz,
+    created_at      timestamptz NOT NULL,
+    finished_at     timestamptz
+);
+-- Claiming: the oldest running task.
+CREATE INDEX download_tasks_running ON download_tasks (status, id);
+-- The per-account limit.
+CREATE INDEX download_tasks_by_account ON download_tasks (account, status);
+CREATE TABLE download_audit (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    task_id     bigint NOT NULL,
+    account     text COLLATE "C" NOT NULL,
+    instance    text COLLATE "C" NOT NULL,
+    file_name   text NOT NULL,
+    client      text NOT NULL,
+    user_agent  text NOT NULL,
+    byte_range  text NOT NULL,
+    at          timestamptz NOT NULL
+);
+CREATE INDEX download_audit_by_task ON download_audit (task_id, id);
+INSERT INTO counters VALUES ('tasks_generation', 0);
+CREATE TABLE settings (
+    name   text COLLATE "C" PRIMARY KEY,
+    value  text NOT NULL
+);
 "#,
 ];
 
@@ -187,7 +242,7 @@ fn in_context(url: &str, what: &str, e: StoreError) -> StoreError {
         StoreError::Conflict(m) => StoreError::Conflict(say(m)),
         StoreError::Unavailable(m) => StoreError::Unavailable(say(m)),
         StoreError::Backend(m) => StoreError::Backend(say(m)),
-        e @ StoreError::Unsupported(..) => e,
+        e @ (StoreError::Unsupported(..) | StoreError::LimitReached(_)) => e,
     }
 }
 
@@ -663,6 +718,132 @@ impl Store for PostgresStore {
     ) -> Result<Dimensions, StoreError> {
         let client = self.client().await?;
         records::dimensions(&client, instance, window).await
+    }
+    fn stream_records(
+        &self,
+        filter: &RecordFilter,
+        order: RecordOrder,
+        batch: usize,
+    ) -> tokio::sync::mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>> {
+        records::stream(
+            self.pool.clone(),
+            self.keyword_collation,
+            filter,
+            order,
+            batch,
+        )
+    }
+
+    async fn create_task(
+        &self,
+        task: &NewTask,
+        max_running: u32,
+    ) -> Result<DownloadTask, StoreError> {
+        let mut client = self.client().await?;
+        tasks::create(&mut client, task, max_running).await
+    }
+
+    async fn get_task(&self, id: i64) -> Result<Option<DownloadTask>, StoreError> {
+        let client = self.client().await?;
+        tasks::get(&client, id).await
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<DownloadTask>, StoreError> {
+        let client = self.client().await?;
+        tasks::list(&client).await
+    }
+
+    async fn tasks_generation(&self) -> Result<i64, StoreError> {
+        let client = self.client().await?;
+        tasks::generation(&client).await
+    }
+
+    async fn claim_task(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<DownloadTask>, StoreError> {
+        let mut client = self.client().await?;
+        tasks::claim(&mut client, worker, now, lease).await
+    }
+
+    async fn renew_task(
+        &self,
+        id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        rows_done: u64,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        tasks::renew(&mut client, id, worker, now, lease, rows_done).await
+    }
+
+    async fn finish_task(
+        &self,
+        id: i64,
+        worker: &str,
+        object_key: &str,
+        rows: u64,
+        bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        tasks::finish(&mut client, id, worker, object_key, rows, bytes, now).await
+    }
+
+    async fn fail_task(
+        &self,
+        id: i64,
+        worker: Option<&str>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut client = self.client().await?;
+        tasks::fail(&mut client, id, worker, message, now).await
+    }
+
+    async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        let mut client = self.client().await?;
+        tasks::release_all(&mut client).await
+    }
+
+    async fn delete_tasks_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<DownloadTask>, StoreError> {
+        let mut client = self.client().await?;
+        tasks::delete_before(&mut client, before).await
+    }
+
+    async fn record_download(&self, entry: &DownloadAudit) -> Result<(), StoreError> {
+        let client = self.client().await?;
+        tasks::record_download(&client, entry).await
+    }
+
+    async fn list_downloads(&self, task_id: i64) -> Result<Vec<DownloadAudit>, StoreError> {
+        let client = self.client().await?;
+        tasks::list_downloads(&client, task_id).await
+    }
+
+    async fn get_or_create_setting(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
+        let client = self.client().await?;
+        // Two statements, not one: a concurrent first insert makes ours wait for it and then
+        // do nothing, and only a new statement's snapshot sees the value it committed.
+        client
+            .execute(
+                "INSERT INTO settings (name, value) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&name, &fresh],
+            )
+            .await
+            .map_err(backend)?;
+        client
+            .query_one("SELECT value FROM settings WHERE name = $1", &[&name])
+            .await
+            .map_err(backend)?
+            .try_get(0)
+            .map_err(backend)
     }
 }
 

@@ -1,15 +1,17 @@
-//! Query records in PostgreSQL: bulk upsert through binary COPY, filtered listings, lookups
-//! and dimensions.
+//! Query records in PostgreSQL: bulk upsert through binary COPY, filtered listings and streams
+//! (one [`Selection`] builds the SQL for both), lookups and dimensions.
 
-use super::{backend, to_millis};
+use super::{backend, pool_error, to_millis};
 use crate::{Dimensions, Page, RecordPage, StoreError};
-use deadpool_postgres::Object;
+use deadpool_postgres::{Object, Pool};
 use gpdiag_core::{
     OrderField, QueryCondition, QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow,
 };
+use std::sync::atomic::{AtomicBool, Ordering};
+use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{IsolationLevel, Row};
+use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 const COLUMNS: &str = "instance, query_id, session_id, database, user_name, start_time, \
                        duration_ms, running, error, sql, plan_json, plan_text, row_count, source";
@@ -158,6 +160,103 @@ fn clamp(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
 
+/// A bind parameter the selection owns, so a stream can carry it into its own task.
+type Arg = Box<dyn ToSql + Sync + Send>;
+
+/// The records a filter selects, as a subquery (`... AS selected`) and its bind parameters
+/// `$1..$n`. Built once for listings, counts and streams so they can never disagree.
+struct Selection {
+    source: String,
+    args: Vec<Arg>,
+}
+
+impl Selection {
+    fn new(filter: &RecordFilter, keyword_collation: &str) -> Self {
+        // Every value is a bind parameter; only fixed SQL fragments are formatted in.
+        let mut args: Vec<Arg> = vec![
+            Box::new(filter.instance.clone()),
+            Box::new(to_millis(filter.window.start)),
+            Box::new(to_millis(filter.window.end)),
+        ];
+        let mut condition = String::from("instance = $1 AND start_time >= $2 AND start_time < $3");
+        let mut add = |arg: Arg, fragment: &dyn Fn(usize) -> String| {
+            args.push(arg);
+            condition.push_str(&fragment(args.len()));
+        };
+        if let Some(database) = &filter.database {
+            add(Box::new(database.clone()), &|n| {
+                format!(" AND database = ${n}")
+            });
+        }
+        if let Some(user) = &filter.user {
+            add(Box::new(user.clone()), &|n| {
+                format!(" AND user_name = ${n}")
+            });
+        }
+        if let Some(keyword) = &filter.keyword {
+            // Literal and case-insensitive: strpos has no wildcards, and both sides are lowered
+            // by the same collation.
+            add(Box::new(keyword.clone()), &|n| {
+                format!(
+                    " AND strpos(lower(sql{keyword_collation}), lower(${n}::text{keyword_collation})) > 0"
+                )
+            });
+        }
+        let mut cut = None;
+        match filter.condition {
+            Some(QueryCondition::Status(status)) => {
+                add(Box::new(status == QueryStatus::Running), &|n| {
+                    format!(" AND running = ${n}")
+                });
+            }
+            Some(QueryCondition::Cost { min, max }) => {
+                if let Some(min) = min {
+                    add(Box::new(min), &|n| format!(" AND duration_ms >= ${n}"));
+                }
+                if let Some(max) = max {
+                    add(Box::new(max), &|n| format!(" AND duration_ms < ${n}"));
+                }
+            }
+            Some(QueryCondition::MaxCost(n)) => cut = Some(i64::from(n)),
+            None => {}
+        }
+        // With maxCost the selection is the N longest; everything else applies inside it.
+        let source = match cut {
+            Some(cut) => {
+                args.push(Box::new(cut));
+                format!(
+                    "(SELECT * FROM query_records WHERE {condition}
+                      ORDER BY duration_ms DESC, query_id ASC LIMIT ${}) AS selected",
+                    args.len()
+                )
+            }
+            None => format!("(SELECT * FROM query_records WHERE {condition}) AS selected"),
+        };
+        Self { source, args }
+    }
+
+    fn count_sql(&self) -> String {
+        format!("SELECT count(*) FROM {}", self.source)
+    }
+
+    /// Every selected record in `order`; a page appends `LIMIT`/`OFFSET` as the next two
+    /// parameters.
+    fn listing_sql(&self, order: RecordOrder) -> String {
+        format!(
+            "SELECT {COLUMNS} FROM {} ORDER BY {}",
+            self.source,
+            order_by(order)
+        )
+    }
+
+    fn params(&self) -> Vec<&(dyn ToSql + Sync)> {
+        self.args
+            .iter()
+            .map(|a| a.as_ref() as &(dyn ToSql + Sync))
+            .collect()
+    }
+}
+
 pub(super) async fn search(
     client: &mut Object,
     keyword_collation: &str,
@@ -165,76 +264,19 @@ pub(super) async fn search(
     order: RecordOrder,
     page: Page,
 ) -> Result<RecordPage, StoreError> {
-    let start = to_millis(filter.window.start);
-    let end = to_millis(filter.window.end);
-    let running = match filter.condition {
-        Some(QueryCondition::Status(status)) => Some(status == QueryStatus::Running),
-        _ => None,
-    };
-    let (min, max) = match filter.condition {
-        Some(QueryCondition::Cost { min, max }) => (min, max),
-        _ => (None, None),
-    };
-    let cut = match filter.condition {
-        Some(QueryCondition::MaxCost(n)) => Some(i64::from(n)),
-        _ => None,
-    };
+    let selection = Selection::new(filter, keyword_collation);
     let (limit, offset) = (clamp(page.limit), clamp(page.offset));
-
-    // Every value is a bind parameter; only fixed SQL fragments are formatted in.
-    let mut args: Vec<&(dyn ToSql + Sync)> = vec![&filter.instance, &start, &end];
-    let mut condition = String::from("instance = $1 AND start_time >= $2 AND start_time < $3");
-    if let Some(database) = &filter.database {
-        args.push(database);
-        condition.push_str(&format!(" AND database = ${}", args.len()));
-    }
-    if let Some(user) = &filter.user {
-        args.push(user);
-        condition.push_str(&format!(" AND user_name = ${}", args.len()));
-    }
-    if let Some(keyword) = &filter.keyword {
-        args.push(keyword);
-        // Literal and case-insensitive: strpos has no wildcards, and both sides are lowered
-        // by the same collation.
-        condition.push_str(&format!(
-            " AND strpos(lower(sql{keyword_collation}), lower(${}::text{keyword_collation})) > 0",
-            args.len()
-        ));
-    }
-    if let Some(running) = &running {
-        args.push(running);
-        condition.push_str(&format!(" AND running = ${}", args.len()));
-    }
-    if let Some(min) = &min {
-        args.push(min);
-        condition.push_str(&format!(" AND duration_ms >= ${}", args.len()));
-    }
-    if let Some(max) = &max {
-        args.push(max);
-        condition.push_str(&format!(" AND duration_ms < ${}", args.len()));
-    }
-    // With maxCost the selection is the N longest; everything else applies inside it.
-    let source = match &cut {
-        Some(cut) => {
-            args.push(cut);
-            format!(
-                "(SELECT * FROM query_records WHERE {condition}
-                  ORDER BY duration_ms DESC, query_id ASC LIMIT ${}) AS selected",
-                args.len()
-            )
-        }
-        None => format!("(SELECT * FROM query_records WHERE {condition}) AS selected"),
-    };
+    let mut args = selection.params();
     let counted = args.len();
     args.push(&limit);
     args.push(&offset);
     let page_sql = format!(
-        "SELECT {COLUMNS} FROM {source} ORDER BY {} LIMIT ${} OFFSET ${}",
-        order_by(order),
+        "{} LIMIT ${} OFFSET ${}",
+        selection.listing_sql(order),
         counted + 1,
         counted + 2
     );
-    let count_sql = format!("SELECT count(*) FROM {source}");
+    let count_sql = selection.count_sql();
 
     // One snapshot for the total and the page, so they agree while imports run.
     let tx = client
@@ -258,6 +300,112 @@ pub(super) async fn search(
         total: u64::try_from(total).unwrap_or(0),
         records: rows.iter().map(to_record).collect::<Result<_, _>>()?,
     })
+}
+
+/// Batches waiting in the channel; with the one being fetched and the one being sent, at most
+/// four batches are ever in memory.
+const STREAM_QUEUE: usize = 2;
+
+type Batches = mpsc::Sender<Result<Vec<QueryRecord>, StoreError>>;
+
+/// Streams the selection from one pooled connection, in one read-only REPEATABLE READ
+/// transaction (one snapshot), through a portal: the server hands over `batch` rows per
+/// request, so neither side ever holds the whole result. Stops as soon as the receiver is
+/// dropped, even in the middle of a statement.
+pub(super) fn stream(
+    pool: Pool,
+    keyword_collation: &'static str,
+    filter: &RecordFilter,
+    order: RecordOrder,
+    batch: usize,
+) -> mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>> {
+    let (sender, receiver) = mpsc::channel(STREAM_QUEUE);
+    let selection = Selection::new(filter, keyword_collation);
+    let batch = i32::try_from(batch.max(1)).unwrap_or(i32::MAX);
+    tokio::spawn(async move {
+        let mut client = tokio::select! {
+            client = pool.get() => match client {
+                Ok(client) => client,
+                Err(e) => {
+                    let _ = sender.send(Err(pool_error(e))).await;
+                    return;
+                }
+            },
+            () = sender.closed() => return,
+        };
+        let cancel = client.cancel_token();
+        // Whether the server is working for us (as opposed to us waiting for the reader).
+        let busy = AtomicBool::new(false);
+        let ended = tokio::select! {
+            result = send_batches(&mut client, &selection, order, batch, &sender, &busy) => {
+                Some(result)
+            }
+            () = sender.closed() => None,
+        };
+        match ended {
+            Some(Ok(())) => {}
+            Some(Err(e)) => {
+                let _ = sender.send(Err(e)).await;
+            }
+            // The reader left while we waited for room: the transaction was dropped, which
+            // rolls it back, and the connection goes back to the pool as usual.
+            None if !busy.load(Ordering::Relaxed) => {}
+            None => {
+                // The server may still be sorting, scanning or waiting for a lock for us:
+                // stop it, and keep the connection out of the pool so the cancel can never
+                // hit another caller's statement (it may arrive after ours ended).
+                let detached = Object::take(client);
+                let _ = cancel.cancel_query(NoTls).await;
+                drop(detached);
+            }
+        }
+    });
+    receiver
+}
+
+async fn send_batches(
+    client: &mut Object,
+    selection: &Selection,
+    order: RecordOrder,
+    batch: i32,
+    sender: &Batches,
+    busy: &AtomicBool,
+) -> Result<(), StoreError> {
+    busy.store(true, Ordering::Relaxed);
+    let tx = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+        .map_err(backend)?;
+    let stmt = tx
+        .prepare_cached(&selection.listing_sql(order))
+        .await
+        .map_err(backend)?;
+    let portal = tx.bind(&stmt, &selection.params()).await.map_err(backend)?;
+    let full = usize::try_from(batch).unwrap_or(usize::MAX);
+    loop {
+        busy.store(true, Ordering::Relaxed);
+        let rows = tx.query_portal(&portal, batch).await.map_err(backend)?;
+        // A short batch means the portal is exhausted (an empty one, that it ended exactly
+        // with the previous batch).
+        let last = rows.len() < full;
+        if !rows.is_empty() {
+            let records = rows.iter().map(to_record).collect::<Result<Vec<_>, _>>()?;
+            drop(rows);
+            busy.store(false, Ordering::Relaxed);
+            if sender.send(Ok(records)).await.is_err() {
+                return Ok(()); // the reader went away
+            }
+        }
+        if last {
+            break;
+        }
+    }
+    busy.store(true, Ordering::Relaxed);
+    drop(portal);
+    tx.commit().await.map_err(backend)
 }
 
 pub(super) async fn get(

@@ -2,12 +2,14 @@
 //! used from blocking threads.
 
 mod records;
+mod tasks;
 
-use crate::{Dimensions, Page, RecordPage, Store, StoreError};
+use crate::{Dimensions, DownloadAudit, Page, RecordPage, Store, StoreError};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gpdiag_core::{
-    AccessKey, Instance, QueryRecord, RecordFilter, RecordOrder, Secret, TimeWindow,
+    AccessKey, DownloadTask, Instance, NewTask, QueryRecord, RecordFilter, RecordOrder, Secret,
+    TimeWindow,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
@@ -78,10 +80,66 @@ CREATE TABLE record_dimensions (
     PRIMARY KEY (instance, kind, value)
 ) WITHOUT ROWID;
 "#,
+    // A kept list of dimensions goes stale when a record is replaced; instead, walk the indexes
+    // (one probe per distinct value), which is always exact.
+    r#"
+DROP TABLE record_dimensions;
+CREATE INDEX query_records_by_user ON query_records (instance, user_name);
+"#,
+    r#"
+CREATE TABLE download_tasks (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    account         TEXT NOT NULL,
+    instance        TEXT NOT NULL,
+    task_type       TEXT NOT NULL,
+    database        TEXT,
+    user_name       TEXT,
+    keyword         TEXT,
+    window_start_ms INTEGER NOT NULL,
+    window_end_ms   INTEGER NOT NULL,
+    condition       TEXT,
+    record_order    TEXT NOT NULL,
+    lang            TEXT NOT NULL,
+    bom             INTEGER NOT NULL,
+    gzip            INTEGER NOT NULL,
+    file_name       TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    exception_msg   TEXT NOT NULL,
+    object_key      TEXT,
+    row_count       INTEGER,
+    byte_count      INTEGER,
+    rows_done       INTEGER NOT NULL,
+    attempts        INTEGER NOT NULL,
+    claimed_by      TEXT,
+    lease_until_ms  INTEGER,
+    created_ms      INTEGER NOT NULL,
+    finished_ms     INTEGER
+);
+CREATE INDEX download_tasks_running ON download_tasks (status, id);
+CREATE INDEX download_tasks_by_account ON download_tasks (account, status);
+CREATE TABLE download_audit (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    task_id    INTEGER NOT NULL,
+    account    TEXT NOT NULL,
+    instance   TEXT NOT NULL,
+    file_name  TEXT NOT NULL,
+    client     TEXT NOT NULL,
+    user_agent TEXT NOT NULL,
+    byte_range TEXT NOT NULL,
+    at_ms      INTEGER NOT NULL
+);
+CREATE INDEX download_audit_by_task ON download_audit (task_id);
+INSERT INTO counters VALUES ('tasks_generation', 0);
+CREATE TABLE settings (
+    name   TEXT PRIMARY KEY,
+    value  TEXT NOT NULL
+);
+"#,
 ];
 
 #[derive(Clone)]
 pub struct SqliteStore {
+    path: Arc<str>,
     writer: Arc<Mutex<Connection>>,
     readers: Arc<Vec<Mutex<Connection>>>,
     next_reader: Arc<AtomicUsize>,
@@ -91,6 +149,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file and runs pending migrations.
     pub async fn open(path: &str) -> Result<Self, StoreError> {
         let path = path.to_owned();
+        let path_for_streams = path.clone();
         let (writer, readers) = tokio::task::spawn_blocking(move || -> Result<_, StoreError> {
             if let Some(dir) = Path::new(&path)
                 .parent()
@@ -110,6 +169,7 @@ impl SqliteStore {
         .await
         .map_err(|e| StoreError::Backend(e.to_string()))??;
         Ok(Self {
+            path: path_for_streams.into(),
             writer: Arc::new(Mutex::new(writer)),
             readers: Arc::new(readers),
             next_reader: Arc::new(AtomicUsize::new(0)),
@@ -468,4 +528,135 @@ impl Store for SqliteStore {
         self.read(move |c| records::dimensions(c, &instance, window))
             .await
     }
+
+    fn stream_records(
+        &self,
+        filter: &RecordFilter,
+        order: RecordOrder,
+        batch: usize,
+    ) -> tokio::sync::mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>> {
+        records::stream(self.path.clone(), filter.clone(), order, batch)
+    }
+
+    async fn create_task(
+        &self,
+        task: &NewTask,
+        max_running: u32,
+    ) -> Result<DownloadTask, StoreError> {
+        let task = task.clone();
+        self.with(move |c| tasks::create(c, &task, max_running))
+            .await
+    }
+
+    async fn get_task(&self, id: i64) -> Result<Option<DownloadTask>, StoreError> {
+        self.read(move |c| tasks::get(c, id)).await
+    }
+
+    async fn list_tasks(&self) -> Result<Vec<DownloadTask>, StoreError> {
+        self.read(tasks::list).await
+    }
+
+    async fn tasks_generation(&self) -> Result<i64, StoreError> {
+        self.read(|c| counter(c, "tasks_generation")).await
+    }
+
+    async fn claim_task(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<Option<DownloadTask>, StoreError> {
+        let worker = worker.to_owned();
+        self.with(move |c| tasks::claim(c, &worker, now, lease))
+            .await
+    }
+
+    async fn renew_task(
+        &self,
+        id: i64,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+        rows_done: u64,
+    ) -> Result<bool, StoreError> {
+        let worker = worker.to_owned();
+        self.with(move |c| tasks::renew(c, id, &worker, now, lease, rows_done))
+            .await
+    }
+
+    async fn finish_task(
+        &self,
+        id: i64,
+        worker: &str,
+        object_key: &str,
+        rows: u64,
+        bytes: u64,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (worker, object_key) = (worker.to_owned(), object_key.to_owned());
+        self.with(move |c| tasks::finish(c, id, &worker, &object_key, rows, bytes, now))
+            .await
+    }
+
+    async fn fail_task(
+        &self,
+        id: i64,
+        worker: Option<&str>,
+        message: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let (worker, message) = (worker.map(str::to_owned), message.to_owned());
+        self.with(move |c| tasks::fail(c, id, worker.as_deref(), &message, now))
+            .await
+    }
+
+    async fn release_all_claims(&self) -> Result<u64, StoreError> {
+        self.with(tasks::release_all).await
+    }
+
+    async fn delete_tasks_before(
+        &self,
+        before: DateTime<Utc>,
+    ) -> Result<Vec<DownloadTask>, StoreError> {
+        self.with(move |c| tasks::delete_before(c, before)).await
+    }
+
+    async fn record_download(&self, entry: &DownloadAudit) -> Result<(), StoreError> {
+        let entry = entry.clone();
+        self.with(move |c| tasks::record_download(c, &entry)).await
+    }
+
+    async fn get_or_create_setting(&self, name: &str, fresh: &str) -> Result<String, StoreError> {
+        let (name, fresh) = (name.to_owned(), fresh.to_owned());
+        self.with(move |c| get_or_create_setting(c, &name, &fresh))
+            .await
+    }
+
+    async fn list_downloads(&self, task_id: i64) -> Result<Vec<DownloadAudit>, StoreError> {
+        self.read(move |c| tasks::list_downloads(c, task_id)).await
+    }
+}
+
+pub(crate) fn get_or_create_setting(
+    c: &mut Connection,
+    name: &str,
+    fresh: &str,
+) -> Result<String, StoreError> {
+    c.execute(
+        "INSERT INTO settings (name, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        params![name, fresh],
+    )
+    .map_err(backend)?;
+    c.query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .map_err(backend)
+}
+
+/// Reads a named counter.
+pub(crate) fn counter(c: &Connection, name: &str) -> Result<i64, StoreError> {
+    c.query_row("SELECT value FROM counters WHERE name = ?1", [name], |r| {
+        r.get(0)
+    })
+    .map_err(backend)
 }

@@ -120,20 +120,78 @@ fn order_by(order: RecordOrder) -> &'static str {
     }
 }
 
-pub(super) fn search(
-    conn: &Connection,
-    filter: &RecordFilter,
-    order: RecordOrder,
-    page: Page,
-) -> Result<RecordPage, StoreError> {
-    let (condition, mut args) = where_clause(filter);
-    // With maxCost the selection is the N longest; everything else applies inside it.
+/// The records `filter` selects as a subquery, with its parameters. With maxCost the selection
+/// is the N longest; everything else applies inside it.
+fn selection(filter: &RecordFilter) -> (String, Vec<Value>) {
+    let (condition, args) = where_clause(filter);
     let source = match filter.condition {
         Some(QueryCondition::MaxCost(n)) => format!(
             "(SELECT * FROM query_records WHERE {condition} ORDER BY duration_ms DESC, query_id ASC LIMIT {n})"
         ),
         _ => format!("(SELECT * FROM query_records WHERE {condition})"),
     };
+    (source, args)
+}
+
+/// Streams the selection from its own read-only connection (a long export must not hold one
+/// of the shared readers), in batches through a bounded channel.
+pub(super) fn stream(
+    path: std::sync::Arc<str>,
+    filter: RecordFilter,
+    order: RecordOrder,
+    batch: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>> {
+    let batch = batch.max(1);
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    tokio::task::spawn_blocking(move || {
+        let run = || -> Result<(), StoreError> {
+            let conn =
+                Connection::open_with_flags(&*path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                    .map_err(backend)?;
+            conn.busy_timeout(std::time::Duration::from_secs(5))
+                .map_err(backend)?;
+            register_functions(&conn)?;
+            let (source, args) = selection(&filter);
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM {source} ORDER BY {}",
+                    order_by(order)
+                ))
+                .map_err(backend)?;
+            let mut rows = stmt
+                .query(rusqlite::params_from_iter(args.iter()))
+                .map_err(backend)?;
+            let mut chunk = Vec::with_capacity(batch);
+            while let Some(row) = rows.next().map_err(backend)? {
+                chunk.push(to_record(row).map_err(backend)?);
+                if chunk.len() == batch
+                    && tx
+                        .blocking_send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(batch))))
+                        .is_err()
+                {
+                    // The reader went away: nothing more to do.
+                    return Ok(());
+                }
+            }
+            if !chunk.is_empty() {
+                let _ = tx.blocking_send(Ok(chunk));
+            }
+            Ok(())
+        };
+        if let Err(e) = run() {
+            let _ = tx.blocking_send(Err(e));
+        }
+    });
+    rx
+}
+
+pub(super) fn search(
+    conn: &Connection,
+    filter: &RecordFilter,
+    order: RecordOrder,
+    page: Page,
+) -> Result<RecordPage, StoreError> {
+    let (source, mut args) = selection(filter);
     let total: i64 = conn
         .prepare_cached(&format!("SELECT count(*) FROM {source}"))
         .map_err(backend)?

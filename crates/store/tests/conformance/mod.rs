@@ -2,6 +2,7 @@
 
 mod accounts;
 mod records;
+mod tasks;
 
 use gpdiag_store::Store;
 
@@ -14,4 +15,9 @@ pub async fn run_all(store: &dyn Store) {
     records::searches_match_the_reference_semantics(store).await;
     records::paging_edges(store).await;
     records::dimensions_all_time_and_windowed(store).await;
+    tasks::tasks_are_created_under_a_per_account_limit(store).await;
+    tasks::leases_fence_workers(store).await;
+    tasks::retention_and_audit(store).await;
+    tasks::streams_match_paged_search(store).await;
+    tasks::settings_are_created_once(store).await;
 }

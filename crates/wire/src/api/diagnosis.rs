@@ -20,13 +20,22 @@ pub const DEFAULT_WINDOW: Duration = Duration::hours(1);
 /// `StartTime` and `EndTime`: either may be omitted (EndTime defaults to now, StartTime to one
 /// hour before EndTime); EndTime must be after StartTime.
 pub fn window(p: &Params, now: DateTime<Utc>) -> Result<TimeWindow, ApiError> {
+    window_with_default(p, now, DEFAULT_WINDOW)
+}
+
+/// As `window`, with StartTime defaulting to `default` before EndTime.
+pub fn window_with_default(
+    p: &Params,
+    now: DateTime<Utc>,
+    default: Duration,
+) -> Result<TimeWindow, ApiError> {
     let time = |name: &'static str| {
         p.optional(name)
             .map(|v| parse_api_time(name, v).map_err(|e| ApiError::invalid(name, e.reason)))
             .transpose()
     };
     let end = time("EndTime")?.unwrap_or(now);
-    let start = time("StartTime")?.unwrap_or(end - DEFAULT_WINDOW);
+    let start = time("StartTime")?.unwrap_or(end - default);
     TimeWindow::new(start, end)
         .map_err(|_| ApiError::invalid("EndTime", "EndTime must be after StartTime"))
 }

@@ -19,6 +19,10 @@ pub enum Action {
     DescribeDiagnosisSQLInfo,
     DescribeDiagnosisDimensions,
     DescribeDiagnosisMonitorPerformance,
+    DownloadDiagnosisRecords,
+    DownloadSlowSQLRecords,
+    /// gpdiag's own: stops a running export.
+    CancelDownloadTask,
 }
 
 impl Action {
@@ -30,6 +34,9 @@ impl Action {
         Action::DescribeDiagnosisSQLInfo,
         Action::DescribeDiagnosisDimensions,
         Action::DescribeDiagnosisMonitorPerformance,
+        Action::DownloadDiagnosisRecords,
+        Action::DownloadSlowSQLRecords,
+        Action::CancelDownloadTask,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -41,6 +48,9 @@ impl Action {
             Action::DescribeDiagnosisSQLInfo => "DescribeDiagnosisSQLInfo",
             Action::DescribeDiagnosisDimensions => "DescribeDiagnosisDimensions",
             Action::DescribeDiagnosisMonitorPerformance => "DescribeDiagnosisMonitorPerformance",
+            Action::DownloadDiagnosisRecords => "DownloadDiagnosisRecords",
+            Action::DownloadSlowSQLRecords => "DownloadSlowSQLRecords",
+            Action::CancelDownloadTask => "CancelDownloadTask",
         }
     }
 
