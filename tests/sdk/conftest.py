@@ -439,3 +439,118 @@ class World:
 @pytest.fixture(scope="session")
 def world() -> World:
     return World()
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers with extra [objects] / [exports] settings, and the S3 test server (Garage)
+# ---------------------------------------------------------------------------------------------
+
+S3_ENV = ("GPDIAG_TEST_S3_ENDPOINT", "GPDIAG_TEST_S3_REGION", "GPDIAG_TEST_S3_BUCKET",
+          "GPDIAG_TEST_S3_ACCESS_KEY_ID", "GPDIAG_TEST_S3_SECRET_ACCESS_KEY")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+S3_SERVER_SCRIPT = REPO_ROOT / "scripts" / "s3-server"
+# A first start on a fresh machine builds Garage (about 8 minutes on 2 cores).
+S3_START_TIMEOUT_S = 3900
+
+
+@dataclass
+class S3Target:
+    """Where an s3:// gpdiag server puts its files: an S3-compatible endpoint and bucket."""
+    endpoint: str
+    region: str
+    bucket: str
+    access_key_id: str
+    secret_access_key: str
+
+    def objects_settings(self, prefix: str) -> Dict[str, Any]:
+        """The `[objects]` keys for a server writing under `s3://BUCKET/PREFIX`."""
+        return {
+            "url": f"s3://{self.bucket}/{prefix}",
+            "s3_endpoint": self.endpoint,
+            "s3_region": self.region,
+            "s3_access_key_id": self.access_key_id,
+            "s3_secret_access_key": self.secret_access_key,
+            "s3_path_style": True,
+        }
+
+
+def _parse_s3_exports(text: str) -> Dict[str, str]:
+    found = dict(re.findall(r"^export (GPDIAG_TEST_S3_[A-Z_]+)=(\S+)\s*$", text, re.M))
+    missing = [v for v in S3_ENV if not found.get(v)]
+    if missing:
+        pytest.fail(f"scripts/s3-server printed no {', '.join(missing)}:\n{text}", pytrace=False)
+    return found
+
+
+def _s3_target(values: Dict[str, str]) -> S3Target:
+    return S3Target(*(values[v] for v in S3_ENV))
+
+
+@pytest.fixture(scope="session")
+def s3_target(tmp_path_factory) -> S3Target:
+    """The S3 server of the test command (GPDIAG_TEST_S3_*), or, when those are unset (pytest run
+    by hand), a private Garage started here with scripts/s3-server and stopped at session end."""
+    given = {v: os.environ.get(v, "") for v in S3_ENV}
+    if all(given.values()):
+        yield _s3_target(given)
+        return
+    if any(given.values()):
+        pytest.fail("GPDIAG_TEST_S3_* are only partly set: "
+                    + ", ".join(f"{k}={'set' if v else 'unset'}" for k, v in given.items()), pytrace=False)
+    workdir = tmp_path_factory.mktemp("s3")
+    cmd = [str(S3_SERVER_SCRIPT), "start", str(workdir)]
+    try:
+        cp = subprocess.run(cmd, capture_output=True, text=True, timeout=S3_START_TIMEOUT_S)
+    except subprocess.TimeoutExpired as e:
+        subprocess.run([str(S3_SERVER_SCRIPT), "stop", str(workdir)], capture_output=True, timeout=60)
+        pytest.fail(f"{' '.join(cmd)} did not finish within {S3_START_TIMEOUT_S}s:\n{e.stderr}", pytrace=False)
+    try:
+        if cp.returncode != 0:
+            pytest.fail(f"{' '.join(cmd)} exited {cp.returncode}\n--- stdout ---\n{cp.stdout}\n"
+                        f"--- stderr ---\n{cp.stderr[-8000:]}", pytrace=False)
+        target = _s3_target(_parse_s3_exports(cp.stdout))
+        yield target
+    finally:
+        stop = subprocess.run([str(S3_SERVER_SCRIPT), "stop", str(workdir)], capture_output=True, text=True,
+                              timeout=60)
+        if stop.returncode != 0:
+            pytest.fail(f"scripts/s3-server stop {workdir} exited {stop.returncode}:\n{stop.stderr}", pytrace=False)
+
+
+def _toml_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int):
+        return str(v)
+    return _toml_str(str(v))
+
+
+def render_config_with(port: int, workdir: Path, *, objects: Optional[Dict[str, Any]] = None,
+                       exports: Optional[Dict[str, Any]] = None, calls_per_second: int = 1000) -> str:
+    """`render_config` with `[objects]` replaced by `objects` (when given) and an `[exports]` table."""
+    text = render_config(port, workdir, calls_per_second=calls_per_second)
+    if objects is not None:
+        default = f"[objects]\nurl = {_toml_str('file://' + str(workdir / 'objects'))}\n"
+        assert default in text, "render_config changed its [objects] block"
+        text = text.replace(default, "[objects]\n" + "".join(
+            f"{k} = {_toml_value(v)}\n" for k, v in objects.items()), 1)
+    if exports:
+        # A table after the [[instances]] entries ends the last one, as TOML says.
+        text += "\n[exports]\n" + "".join(f"{k} = {_toml_value(v)}\n" for k, v in exports.items())
+    return text
+
+
+def start_server_with(factory: ServerFactory, name: str, *, objects: Optional[Dict[str, Any]] = None,
+                      exports: Optional[Dict[str, Any]] = None, calls_per_second: int = 1000) -> GpdiagServer:
+    """Like `factory.start`, with extra `[objects]` / `[exports]` settings; stopped with the others."""
+    binary = gpdiag_bin()
+    workdir = factory._tmp.mktemp(name)
+    (workdir / "objects").mkdir()
+    port = free_port()
+    cfg = workdir / "gpdiag.toml"
+    cfg.write_text(render_config_with(port, workdir, objects=objects, exports=exports,
+                                      calls_per_second=calls_per_second))
+    srv = GpdiagServer(binary=binary, workdir=workdir, port=port, config_path=cfg,
+                       stderr_path=workdir / "server.stderr", stdout_path=workdir / "server.stdout")
+    factory._servers.append(srv)
+    return srv.start()

@@ -71,7 +71,9 @@ pub async fn download_slow_sql_records(
     let min = req
         .min_duration_s
         .map_or(threshold, |s| s.saturating_mul(1000).max(threshold));
-    let max = req.max_duration_s.map(|s| s.saturating_mul(1000));
+    // A MaxDuration below the threshold selects nothing: `min <= d < min` is a valid, empty
+    // range, where `min > max` would not be a valid condition.
+    let max = req.max_duration_s.map(|s| s.saturating_mul(1000).max(min));
     let spec = ExportSpec {
         filter: RecordFilter {
             instance: req.instance_id.clone(),
@@ -79,7 +81,6 @@ pub async fn download_slow_sql_records(
             window: req.window,
             user: req.user,
             keyword: req.keyword,
-            // An empty range (MaxDuration below the threshold) is a valid, empty export.
             condition: Some(QueryCondition::Cost {
                 min: Some(min),
                 max,

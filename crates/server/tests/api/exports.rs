@@ -475,3 +475,31 @@ async fn retention_deletes_old_exports_and_their_files() {
         .json();
     assert!(list["Records"].as_array().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_max_duration_below_the_slow_threshold_is_an_empty_export() {
+    let app = seeded_with(|c| c.exports.slow_query_ms = 2000).await;
+    let answer = app
+        .call_acs3(
+            &alice(),
+            "DownloadSlowSQLRecords",
+            &[
+                ("DBInstanceId", "gp-alice-ok"),
+                ("StartTime", "2026-11-01T10:00Z"),
+                ("EndTime", "2026-11-01T11:00Z"),
+                ("MaxDuration", "0"),
+            ],
+        )
+        .await;
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let id = answer.json()["DownloadId"].as_str().unwrap().to_owned();
+    let done = wait(&app, &id, "SLOW_SQL").await;
+    assert_eq!(done["Status"], "finished", "{done}");
+    let bytes = reqwest::get(done["DownloadUrl"].as_str().unwrap())
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(csv::Reader::from_reader(&bytes[..]).records().count(), 0);
+}
