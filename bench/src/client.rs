@@ -87,14 +87,25 @@ impl RequestFactory {
     pub fn build(&self, n: usize) -> anyhow::Result<Request<Full<Bytes>>> {
         let account = &self.accounts[n % self.accounts.len()];
         let params = [("DBInstanceId".to_owned(), account.instance_id.clone())];
+        self.build_call(n, ACTION, &params)
+    }
+
+    /// A signed call of any action with the given parameters for account `n`.
+    pub fn build_call(
+        &self,
+        n: usize,
+        action: &str,
+        params: &[(String, String)],
+    ) -> anyhow::Result<Request<Full<Bytes>>> {
+        let account = &self.accounts[n % self.accounts.len()];
         let nonce = new_nonce();
         let timestamp = format_timestamp(Utc::now());
         let signed = match self.signature {
             Signature::Acs3 => sign_acs3(
                 &account.credentials,
                 METHOD,
-                ACTION,
-                &params,
+                action,
+                params,
                 &self.host,
                 &timestamp,
                 &nonce,
@@ -103,8 +114,8 @@ impl RequestFactory {
             Signature::V1 => sign_v1(
                 &account.credentials,
                 METHOD,
-                ACTION,
-                &params,
+                action,
+                params,
                 &timestamp,
                 &nonce,
             ),

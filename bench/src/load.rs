@@ -43,6 +43,14 @@ impl Samples {
     pub fn max(&self) -> u32 {
         self.sorted.last().copied().unwrap_or(0)
     }
+
+    /// The arithmetic mean; zero when there are no samples.
+    pub fn mean(&self) -> f64 {
+        if self.sorted.is_empty() {
+            return 0.0;
+        }
+        self.sorted.iter().map(|&s| f64::from(s)).sum::<f64>() / self.sorted.len() as f64
+    }
 }
 
 fn micros(d: Duration) -> u32 {

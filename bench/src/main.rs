@@ -1,15 +1,19 @@
 //! `gpdiag-bench`: signed API load against the real gpdiag release binary and a bare-axum
 //! baseline (throughput and latency, medians of alternating runs), then the precision of the
-//! per-account throttle under an open-loop overload. A benchmark, not a test: run it with
-//! `scripts/bench-api`.
+//! per-account throttle under an open-loop overload (`run`, via `scripts/bench-api`); bulk
+//! insert and search over millions of generated query records on each store (`records`, via
+//! `scripts/bench-records`); and the record generator itself (`generate`). Benchmarks, not
+//! tests.
 
 mod client;
 mod load;
+mod records;
 mod servers;
 
 use anyhow::{bail, Context};
 use clap::{Args, Parser, Subcommand};
 use client::{check_records, Account, RequestFactory, Signature};
+use gpdiag_bench::generate;
 use load::{ClosedLoopResult, OpenLoopResult};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -30,7 +34,7 @@ const THROTTLE_BAR_PERCENT: f64 = 1.0;
 #[derive(Parser)]
 #[command(
     name = "gpdiag-bench",
-    about = "Signed API load against gpdiag and a bare-axum baseline, and throttling precision"
+    about = "Benchmarks of gpdiag: signed API load against a bare-axum baseline and throttling precision (run), bulk insert and search over generated records (records), and the record generator (generate)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,6 +51,41 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:0")]
         listen: String,
     },
+    /// Bulk-insert generated records into each store, then time DescribeDiagnosisRecords
+    /// searches through gpdiag on it.
+    #[command(
+        after_help = "Example:\n  gpdiag-bench records --gpdiag target/release/gpdiag --quick"
+    )]
+    Records(records::RecordsArgs),
+    /// Write generated query records as JSON lines, the format `gpdiag records import` reads.
+    #[command(
+        after_help = "Example:\n  gpdiag-bench generate --count 100000 --seed 7 > records.jsonl\n  \
+gpdiag records import --instance gp-bench0000 records.jsonl"
+    )]
+    Generate(GenerateArgs),
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    /// How many records.
+    #[arg(long)]
+    count: u64,
+    /// The same seed (and settings) always gives the same records.
+    #[arg(long, default_value_t = generate::DEFAULT_SEED)]
+    seed: u64,
+    /// Name this instance in every line, so an import into another instance is refused;
+    /// without it the lines name none and import into whichever instance is given.
+    #[arg(long)]
+    instance: Option<String>,
+    /// Days the start times span.
+    #[arg(long, default_value_t = generate::DEFAULT_DAYS)]
+    days: u32,
+    /// The first start time (RFC 3339).
+    #[arg(long, default_value = generate::DEFAULT_START)]
+    start: String,
+    /// Write here instead of standard output.
+    #[arg(long)]
+    output: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -94,6 +133,53 @@ async fn main() -> anyhow::Result<()> {
                 _ = tokio::signal::ctrl_c() => bail!("interrupted"),
             }
         }
+        Command::Records(args) => {
+            // Dropping the run also stops the servers and the PostgreSQL cluster.
+            tokio::select! {
+                result = records::run(args) => result,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            }
+        }
+        Command::Generate(args) => generate_records(args),
+    }
+}
+
+fn generate_records(args: GenerateArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let start = chrono::DateTime::parse_from_rfc3339(&args.start)
+        .with_context(|| format!("--start {:?} is not RFC 3339", args.start))?
+        .with_timezone(&chrono::Utc);
+    if args.days == 0 {
+        bail!("--days must be at least 1");
+    }
+    let settings = generate::Settings {
+        seed: args.seed,
+        count: args.count,
+        instance: args
+            .instance
+            .clone()
+            .unwrap_or_else(|| generate::DEFAULT_INSTANCE.into()),
+        start,
+        span: chrono::Duration::days(i64::from(args.days)),
+    };
+    let sink: Box<dyn Write> = match &args.output {
+        Some(path) => Box::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        ),
+        None => Box::new(std::io::stdout().lock()),
+    };
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, sink);
+    let written = (|| -> std::io::Result<()> {
+        for record in generate::Generator::new(settings) {
+            generate::write_json_line(&mut out, &record, args.instance.is_some())?;
+        }
+        out.flush()
+    })();
+    match written {
+        // A reader that stops early (`| head`) is not an error.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => other.context("cannot write the records"),
     }
 }
 

@@ -91,12 +91,23 @@ pub async fn start_gpdiag(
     accounts: &[Account],
     calls_per_second: Option<u32>,
 ) -> anyhow::Result<ServerProcess> {
+    start_gpdiag_on(binary, accounts, calls_per_second, None).await
+}
+
+/// `start_gpdiag` with `[storage] url = storage` when given (a fresh SQLite file in the
+/// temporary directory otherwise).
+pub async fn start_gpdiag_on(
+    binary: &Path,
+    accounts: &[Account],
+    calls_per_second: Option<u32>,
+    storage: Option<&str>,
+) -> anyhow::Result<ServerProcess> {
     let dir = tempfile::Builder::new().prefix("gpdiag-bench").tempdir()?;
     let addr = free_port()?;
     let config = dir.path().join("gpdiag.toml");
     std::fs::write(
         &config,
-        gpdiag_config(dir.path(), addr, accounts, calls_per_second),
+        gpdiag_config(dir.path(), addr, accounts, calls_per_second, storage),
     )?;
     let log = dir.path().join("gpdiag.log");
 
@@ -190,10 +201,15 @@ fn gpdiag_config(
     addr: SocketAddr,
     accounts: &[Account],
     calls_per_second: Option<u32>,
+    storage: Option<&str>,
 ) -> String {
+    let storage = match storage {
+        Some(url) => url.to_owned(),
+        None => format!("sqlite://{}", dir.join("gpdiag.db").display()),
+    };
     let mut text = format!(
         "[server]\nlisten = \"{addr}\"\n\n[storage]\nurl = {}\n\n[objects]\nurl = {}\n",
-        toml_string(&format!("sqlite://{}", dir.join("gpdiag.db").display())),
+        toml_string(&storage),
         toml_string(&format!("file://{}", dir.join("objects").display())),
     );
     if let Some(rate) = calls_per_second {

@@ -210,9 +210,18 @@ impl SqliteStore {
 
 fn connect(path: &str) -> Result<Connection, StoreError> {
     let conn = Connection::open(path).map_err(backend)?;
+    // Only takes effect on a new, empty database (before WAL mode writes its header): 8 KiB
+    // pages mean fewer pages, splits and WAL frames per bulk-inserted batch of records.
+    conn.pragma_update(None, "page_size", 8192)
+        .map_err(backend)?;
     // WAL lets readers, the writer and the `gpdiag keys` command work at once; the busy timeout
     // makes writers wait for each other instead of failing.
     conn.pragma_update(None, "journal_mode", "WAL")
+        .map_err(backend)?;
+    // Checkpoint every 16384 pages (128 MiB of WAL) rather than every 1000: bulk imports
+    // rewrite the same hot index pages batch after batch, and each checkpoint copies them into
+    // the database file once and fsyncs; durability is unchanged (WAL, synchronous=NORMAL).
+    conn.pragma_update(None, "wal_autocheckpoint", 16384)
         .map_err(backend)?;
     conn.pragma_update(None, "synchronous", "NORMAL")
         .map_err(backend)?;
