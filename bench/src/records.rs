@@ -346,7 +346,7 @@ async fn insert(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<f6
         let Some(batch) = rx.recv().await else { break };
         waited += asked.elapsed();
         written += store
-            .upsert_records(&batch)
+            .upsert_records(batch)
             .await
             .context("Store::upsert_records failed")?;
         if written >= next_report && written < total {

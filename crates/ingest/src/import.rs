@@ -223,7 +223,7 @@ pub async fn import<R: Read + Send + 'static>(
     while let Some(item) = rx.recv().await {
         match item? {
             Item::Batch(batch) => {
-                report.imported += store.upsert_records(&batch).await?;
+                report.imported += store.upsert_records(batch).await?;
                 progress(report.imported);
             }
             Item::Bad(bad) => {

@@ -223,10 +223,7 @@ async fn state_survives_reopening(server: &Server) {
             })
             .await
             .unwrap();
-        store
-            .upsert_records(std::slice::from_ref(&record))
-            .await
-            .unwrap();
+        store.upsert_records(vec![record.clone()]).await.unwrap();
         store.keys_generation().await.unwrap()
     };
     // Through the URL dispatcher this time, with an explicit pool size.
@@ -292,7 +289,7 @@ async fn bulk_upserts_keep_the_last_record_per_key(server: &Server) {
     for keys in ["new", "existing"] {
         let started = Instant::now();
         assert_eq!(
-            store.upsert_records(&batch).await.unwrap(),
+            store.upsert_records(batch.clone()).await.unwrap(),
             batch.len() as u64
         );
         let elapsed = started.elapsed();
@@ -353,11 +350,11 @@ async fn a_failed_batch_writes_nothing(server: &Server) {
         .map(|i| conformance_record("gp-fail", &format!("f{i:03}")))
         .collect();
     batch[99].sql = "select '\0'".into();
-    let err = store.upsert_records(&batch).await.unwrap_err();
+    let err = store.upsert_records(batch.clone()).await.unwrap_err();
     assert!(matches!(err, StoreError::Backend(_)), "{err:?}");
     assert_eq!(store.get_record("gp-fail", "f000").await.unwrap(), None);
     batch[99].sql = "select 1".into();
-    assert_eq!(store.upsert_records(&batch).await.unwrap(), 100);
+    assert_eq!(store.upsert_records(batch.clone()).await.unwrap(), 100);
     assert!(store.get_record("gp-fail", "f099").await.unwrap().is_some());
     drop(store);
     server.drop_database(&db).await;
@@ -370,7 +367,7 @@ async fn keyword_search_needs_no_unicode_locale(server: &Server) {
     let store = PostgresStore::open(&server.url_for(&db)).await.unwrap();
     let mut r = conformance_record("gp-c", "c1");
     r.sql = "UPDATE \"Users\" SET name = 'ZOË'".into();
-    store.upsert_records(&[r]).await.unwrap();
+    store.upsert_records(vec![r]).await.unwrap();
     let base = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     let found = store
         .search_records(
@@ -616,7 +613,7 @@ async fn streams_hold_one_snapshot_and_give_their_connection_back(server: &Serve
     let single = PostgresStore::open_with_pool_size(&url, 1).await.unwrap();
     let writer = PostgresStore::open(&url).await.unwrap();
     writer
-        .upsert_records(&stream_records("gp-snap", 0, 1_000))
+        .upsert_records(stream_records("gp-snap", 0, 1_000))
         .await
         .unwrap();
     let soon = std::time::Duration::from_secs(10);
@@ -624,7 +621,7 @@ async fn streams_hold_one_snapshot_and_give_their_connection_back(server: &Serve
     let mut rx = single.stream_records(&stream_filter("gp-snap"), RecordOrder::default(), 10);
     let mut seen = rx.recv().await.unwrap().unwrap();
     writer
-        .upsert_records(&stream_records("gp-snap", 1_000, 1_500))
+        .upsert_records(stream_records("gp-snap", 1_000, 1_500))
         .await
         .unwrap();
     while let Some(batch) = rx.recv().await {
@@ -663,7 +660,7 @@ async fn a_dropped_stream_stops_its_statement_at_once(server: &Server) {
     let url = server.url_for(&db);
     let store = PostgresStore::open_with_pool_size(&url, 1).await.unwrap();
     store
-        .upsert_records(&stream_records("gp-stuck", 0, 10))
+        .upsert_records(stream_records("gp-stuck", 0, 10))
         .await
         .unwrap();
     let (mut admin, connection) = tokio_postgres::connect(&url, NoTls).await.unwrap();

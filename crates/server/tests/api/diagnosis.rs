@@ -39,7 +39,7 @@ async fn seeded() -> TestApp {
     planned.plan_text = Some("Seq Scan on t".into());
     planned.rows = Some(7);
     store
-        .upsert_records(&[
+        .upsert_records(vec![
             record("gp-alice-ok", "q1", 0, 10, "select 1"),
             record("gp-alice-ok", "q2", 10, 2_500, "SELECT a_b FROM Zoë"),
             planned,

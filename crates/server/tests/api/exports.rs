@@ -41,7 +41,7 @@ fn record(i: usize) -> QueryRecord {
 async fn seeded_with(tweak: impl FnOnce(&mut gpdiag_server::Config)) -> TestApp {
     let app = spawn_app_with(tweak).await;
     let records: Vec<_> = (0..500).map(record).collect();
-    app.state.store.upsert_records(&records).await.unwrap();
+    app.state.store.upsert_records(records).await.unwrap();
     app
 }
 

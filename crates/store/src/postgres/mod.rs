@@ -687,9 +687,9 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
-    async fn upsert_records(&self, records: &[QueryRecord]) -> Result<u64, StoreError> {
+    async fn upsert_records(&self, records: Vec<QueryRecord>) -> Result<u64, StoreError> {
         let mut client = self.client().await?;
-        records::upsert(&mut client, records).await
+        records::upsert(&mut client, &records).await
     }
 
     async fn search_records(

@@ -135,6 +135,11 @@ CREATE TABLE settings (
     value  TEXT NOT NULL
 );
 "#,
+    // Every query now reaches records through (instance, database, start_ms), walking the
+    // databases when none is named; one index fewer is a fifth less work per inserted record.
+    r#"
+DROP INDEX query_records_by_time;
+"#,
 ];
 
 #[derive(Clone)]
@@ -502,8 +507,7 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn upsert_records(&self, records: &[QueryRecord]) -> Result<u64, StoreError> {
-        let records = records.to_vec();
+    async fn upsert_records(&self, records: Vec<QueryRecord>) -> Result<u64, StoreError> {
         self.with(move |c| records::upsert(c, &records)).await
     }
 

@@ -73,16 +73,26 @@ pub(super) fn upsert(conn: &mut Connection, records: &[QueryRecord]) -> Result<u
 
 /// The WHERE clause and its parameters for a filter (without `maxCost`, which cuts afterwards).
 fn where_clause(filter: &RecordFilter) -> (String, Vec<Value>) {
-    let mut sql = String::from("instance = ? AND start_ms >= ? AND start_ms < ?");
-    let mut args: Vec<Value> = vec![
-        filter.instance.clone().into(),
-        millis(filter.window.start).into(),
-        millis(filter.window.end).into(),
-    ];
-    if let Some(database) = &filter.database {
-        sql.push_str(" AND database = ?");
-        args.push(database.clone().into());
-    }
+    // Always through the (instance, database, start_ms) index: with no database given, one
+    // range per database of the instance (found by an index walk), so no second index on
+    // (instance, start_ms) has to be kept up at every insert.
+    let (mut sql, mut args): (String, Vec<Value>) = match &filter.database {
+        Some(database) => (
+            "instance = ? AND database = ?".into(),
+            vec![filter.instance.clone().into(), database.clone().into()],
+        ),
+        None => (
+            format!("instance = ? AND database IN ({})", databases_walk("?")),
+            vec![
+                filter.instance.clone().into(),
+                filter.instance.clone().into(),
+                filter.instance.clone().into(),
+            ],
+        ),
+    };
+    sql.push_str(" AND start_ms >= ? AND start_ms < ?");
+    args.push(millis(filter.window.start).into());
+    args.push(millis(filter.window.end).into());
     if let Some(user) = &filter.user {
         sql.push_str(" AND user_name = ?");
         args.push(user.clone().into());
@@ -234,18 +244,24 @@ pub(super) fn get(
     .map_err(backend)
 }
 
-/// The distinct values of `column` for instance `?1`, ascending, by jumping through the index
-/// that starts with `(instance, column)`: one probe per value instead of a scan of every record.
-fn distinct_by_index_walk(column: &str) -> String {
+/// The distinct values of `column` for the instance bound to `param`, ascending, by jumping
+/// through the index that starts with `(instance, column)`: one probe per value instead of a
+/// scan of every record.
+fn distinct_by_index_walk(column: &str, param: &str) -> String {
     format!(
         "WITH RECURSIVE walk(v) AS (
-            SELECT (SELECT min({column}) FROM query_records WHERE instance = ?1)
+            SELECT (SELECT min({column}) FROM query_records WHERE instance = {param})
             UNION ALL
-            SELECT (SELECT min({column}) FROM query_records WHERE instance = ?1 AND {column} > walk.v)
+            SELECT (SELECT min({column}) FROM query_records WHERE instance = {param} AND {column} > walk.v)
             FROM walk WHERE walk.v IS NOT NULL
          )
          SELECT v FROM walk WHERE v IS NOT NULL"
     )
+}
+
+/// The instance's databases; `param` is bound twice (`?`) or numbered (`?1`).
+fn databases_walk(param: &str) -> String {
+    distinct_by_index_walk("database", param)
 }
 
 pub(super) fn dimensions(
@@ -266,8 +282,8 @@ pub(super) fn dimensions(
         None => {
             let args = [Value::from(instance.to_owned())];
             Ok(Dimensions {
-                databases: strings(&distinct_by_index_walk("database"), &args)?,
-                users: strings(&distinct_by_index_walk("user_name"), &args)?,
+                databases: strings(&databases_walk("?1"), &args)?,
+                users: strings(&distinct_by_index_walk("user_name", "?1"), &args)?,
             })
         }
         Some(w) => {
@@ -276,15 +292,25 @@ pub(super) fn dimensions(
                 Value::from(millis(w.start)),
                 Value::from(millis(w.end)),
             ];
+            // Per database through the (instance, database, start_ms) index, as in searches.
             Ok(Dimensions {
                 databases: strings(
-                    "SELECT DISTINCT database FROM query_records
-                     WHERE instance = ? AND start_ms >= ? AND start_ms < ? ORDER BY database",
+                    &format!(
+                        "SELECT v FROM ({}) AS dbs WHERE EXISTS (
+                            SELECT 1 FROM query_records
+                            WHERE instance = ?1 AND database = dbs.v AND start_ms >= ?2 AND start_ms < ?3)
+                         ORDER BY v",
+                        databases_walk("?1")
+                    ),
                     &args,
                 )?,
                 users: strings(
-                    "SELECT DISTINCT user_name FROM query_records
-                     WHERE instance = ? AND start_ms >= ? AND start_ms < ? ORDER BY user_name",
+                    &format!(
+                        "SELECT DISTINCT user_name FROM query_records
+                         WHERE instance = ?1 AND database IN ({}) AND start_ms >= ?2 AND start_ms < ?3
+                         ORDER BY user_name",
+                        databases_walk("?1")
+                    ),
                     &args,
                 )?,
             })

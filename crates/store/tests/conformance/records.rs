@@ -119,7 +119,7 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
     let first = record("gp-up", "q1", 0, 10);
     assert_eq!(
         store
-            .upsert_records(&[first.clone(), record("gp-up", "q2", 5, 20)])
+            .upsert_records(vec![first.clone(), record("gp-up", "q2", 5, 20)])
             .await
             .unwrap(),
         2
@@ -131,10 +131,7 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
     finished.plan_text = Some("Seq Scan".into());
     finished.rows = Some(3);
     finished.error = Some("boom".into());
-    store
-        .upsert_records(std::slice::from_ref(&finished))
-        .await
-        .unwrap();
+    store.upsert_records(vec![finished.clone()]).await.unwrap();
     assert_eq!(
         store.get_record("gp-up", "q1").await.unwrap(),
         Some(finished)
@@ -143,7 +140,7 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
     assert_eq!(store.get_record("gp-other", "q1").await.unwrap(), None);
     // The same query ID on another instance is another record.
     store
-        .upsert_records(&[record("gp-up2", "q1", 0, 1)])
+        .upsert_records(vec![record("gp-up2", "q1", 0, 1)])
         .await
         .unwrap();
     let all = RecordFilter {
@@ -168,10 +165,7 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
     assert_eq!(page.total, 2);
     // Millisecond precision survives.
     let ms = record("gp-up", "q3", 1_234, 1);
-    store
-        .upsert_records(std::slice::from_ref(&ms))
-        .await
-        .unwrap();
+    store.upsert_records(vec![ms.clone()]).await.unwrap();
     assert_eq!(
         store
             .get_record("gp-up", "q3")
@@ -186,10 +180,7 @@ pub async fn upsert_replaces_by_instance_and_query_id(store: &dyn Store) {
 pub async fn long_sql_is_stored_whole(store: &dyn Store) {
     let mut r = record("gp-long", "big", 0, 1);
     r.sql = format!("select '{}'", "x\u{00e9}\n".repeat(60_000));
-    store
-        .upsert_records(std::slice::from_ref(&r))
-        .await
-        .unwrap();
+    store.upsert_records(vec![r.clone()]).await.unwrap();
     assert_eq!(
         store
             .get_record("gp-long", "big")
@@ -204,7 +195,7 @@ pub async fn long_sql_is_stored_whole(store: &dyn Store) {
 pub async fn searches_match_the_reference_semantics(store: &dyn Store) {
     let all = corpus("gp-search");
     for chunk in all.chunks(128) {
-        store.upsert_records(chunk).await.unwrap();
+        store.upsert_records(chunk.to_vec()).await.unwrap();
     }
     let window = |from_h: i64, to_h: i64| {
         TimeWindow::new(
@@ -319,7 +310,7 @@ pub async fn paging_edges(store: &dyn Store) {
     let records: Vec<_> = (0..65)
         .map(|i| record("gp-page", &format!("p{i:03}"), i * 1000, i))
         .collect();
-    store.upsert_records(&records).await.unwrap();
+    store.upsert_records(records).await.unwrap();
     let filter = RecordFilter {
         instance: "gp-page".into(),
         database: Some("db0".into()),
@@ -402,7 +393,7 @@ pub async fn dimensions_all_time_and_windowed(store: &dyn Store) {
     b.user = "bo".into();
     let mut other = record("gp-dim-other", "d3", 0, 1);
     other.database = "secret".into();
-    store.upsert_records(&[a, b, other]).await.unwrap();
+    store.upsert_records(vec![a, b, other]).await.unwrap();
     let all = store.record_dimensions("gp-dim", None).await.unwrap();
     assert_eq!(all.databases, ["hr", "sales"]);
     assert_eq!(all.users, ["ann", "bo"]);
@@ -417,7 +408,7 @@ pub async fn dimensions_all_time_and_windowed(store: &dyn Store) {
     let mut moved = record("gp-dim", "d1", 0, 1);
     moved.database = "hr".into();
     moved.user = "bo".into();
-    store.upsert_records(&[moved]).await.unwrap();
+    store.upsert_records(vec![moved]).await.unwrap();
     let after = store.record_dimensions("gp-dim", None).await.unwrap();
     assert_eq!(
         (after.databases, after.users),

@@ -296,7 +296,7 @@ pub async fn streams_match_paged_search(store: &dyn Store) {
             r
         })
         .collect();
-    store.upsert_records(&records).await.unwrap();
+    store.upsert_records(records.clone()).await.unwrap();
     let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
     for (database, condition) in [
         (Some("db0"), None),
