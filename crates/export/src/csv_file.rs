@@ -1,6 +1,7 @@
 //! The export file: RFC 4180 CSV with a header in the task's language, an optional UTF-8 BOM
 //! and optional gzip, produced incrementally so the caller can upload it part by part.
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
 use flate2::write::GzEncoder;
 use flate2::Compression;
 use gpdiag_core::{FileOptions, QueryRecord};
@@ -83,17 +84,28 @@ impl CsvEncoder {
     }
 
     pub fn write(&mut self, r: &QueryRecord) -> io::Result<()> {
-        let start = r.start_time.format(TIME_FORMAT).to_string();
-        let duration = r.duration_ms.to_string();
+        // Both on the stack: an export writes millions of rows, and chrono's formatter parses
+        // its pattern again for every one (a tenth of the whole export's CPU).
+        let mut time = [0u8; 24];
+        let chrono_formatted;
+        let start = match format_time(r.start_time, &mut time) {
+            Some(s) => s,
+            None => {
+                chrono_formatted = r.start_time.format(TIME_FORMAT).to_string();
+                chrono_formatted.as_bytes()
+            }
+        };
+        let mut digits = [0u8; 20];
+        let duration = format_i64(r.duration_ms, &mut digits);
         self.writer.write_record([
-            r.query_id.as_str(),
-            r.session_id.as_str(),
-            r.database.as_str(),
-            r.user.as_str(),
-            r.status.as_str(),
-            start.as_str(),
-            duration.as_str(),
-            r.sql.as_str(),
+            r.query_id.as_bytes(),
+            r.session_id.as_bytes(),
+            r.database.as_bytes(),
+            r.user.as_bytes(),
+            r.status.as_str().as_bytes(),
+            start,
+            duration,
+            r.sql.as_bytes(),
         ])?;
         self.rows += 1;
         Ok(())
@@ -112,7 +124,11 @@ impl CsvEncoder {
     /// Takes the bytes encoded so far.
     pub fn take(&mut self) -> io::Result<Vec<u8>> {
         self.writer.flush()?;
-        Ok(std::mem::take(&mut *self.ready.bytes()))
+        let mut ready = self.ready.bytes();
+        // The next part is about as long as this one: room for it now, instead of growing
+        // (and copying) the buffer step by step again, and overshooting to twice the size.
+        let next = Vec::with_capacity(ready.len());
+        Ok(std::mem::replace(&mut *ready, next))
     }
 
     /// Ends the file and returns its last bytes.
@@ -126,6 +142,57 @@ impl CsvEncoder {
         }
         Ok(std::mem::take(&mut *self.ready.bytes()))
     }
+}
+
+/// `t` as `TIME_FORMAT` writes it, for years 0 to 9999 (`None` otherwise, and for a leap
+/// second, which chrono spells its own way).
+fn format_time(t: DateTime<Utc>, buf: &mut [u8; 24]) -> Option<&[u8]> {
+    let year = t.year();
+    let millis = t.timestamp_subsec_millis();
+    if !(0..=9999).contains(&year) || millis > 999 {
+        return None;
+    }
+    let two = |buf: &mut [u8; 24], at: usize, v: u32| {
+        buf[at] = b'0' + (v / 10) as u8;
+        buf[at + 1] = b'0' + (v % 10) as u8;
+    };
+    let year = year as u32;
+    two(buf, 0, year / 100);
+    two(buf, 2, year % 100);
+    buf[4] = b'-';
+    two(buf, 5, t.month());
+    buf[7] = b'-';
+    two(buf, 8, t.day());
+    buf[10] = b'T';
+    two(buf, 11, t.hour());
+    buf[13] = b':';
+    two(buf, 14, t.minute());
+    buf[16] = b':';
+    two(buf, 17, t.second());
+    buf[19] = b'.';
+    buf[20] = b'0' + (millis / 100) as u8;
+    two(buf, 21, millis % 100);
+    buf[23] = b'Z';
+    Some(&buf[..])
+}
+
+/// `n` in decimal, as `to_string` writes it.
+fn format_i64(n: i64, buf: &mut [u8; 20]) -> &[u8] {
+    let mut v = n.unsigned_abs();
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    if n < 0 {
+        at -= 1;
+        buf[at] = b'-';
+    }
+    &buf[at..]
 }
 
 #[cfg(test)]
@@ -192,6 +259,33 @@ mod tests {
         assert_eq!(&rows[0][5], "2023-11-14T22:13:20.123Z");
         assert_eq!(&rows[0][6], "42");
         assert_eq!(&rows[0][4], "finished");
+    }
+
+    #[test]
+    fn times_and_durations_are_written_as_chrono_and_to_string_write_them() {
+        let mut buf = [0u8; 24];
+        for ms in [
+            0i64,
+            1,
+            999,
+            1_000,
+            1_700_000_000_123,
+            1_767_225_600_000,
+            253_402_300_799_999, // 9999-12-31T23:59:59.999Z
+            -62_167_219_200_000, // 0000-01-01T00:00:00.000Z
+            951_782_400_050,     // 2000-02-29T00:00:00.050Z
+        ] {
+            let t = Utc.timestamp_millis_opt(ms).unwrap();
+            let ours = format_time(t, &mut buf).map(|b| String::from_utf8(b.to_vec()).unwrap());
+            assert_eq!(ours, Some(t.format(TIME_FORMAT).to_string()), "{ms}");
+        }
+        // Out of range: the caller falls back to chrono.
+        let far = Utc.timestamp_millis_opt(253_402_300_800_000).unwrap();
+        assert_eq!(format_time(far, &mut buf), None);
+        let mut digits = [0u8; 20];
+        for n in [0i64, 7, 42, 10, 1_000, -1, -90, i64::MAX, i64::MIN] {
+            assert_eq!(format_i64(n, &mut digits), n.to_string().as_bytes());
+        }
     }
 
     #[test]

@@ -178,11 +178,22 @@ impl Exporter {
             self.store
                 .stream_records(&task.spec.filter, task.spec.order, self.settings.batch);
         let mut next_heartbeat = tokio::time::Instant::now() + self.settings.heartbeat;
+        let unreadable = || {
+            Failure::Say(
+                "The query records could not be read from the store, so the export was stopped."
+                    .into(),
+            )
+        };
+        let mut complete = false;
         while let Some(batch) = batches.recv().await {
             let batch = batch.map_err(|e| {
                 tracing::error!(task = task.id, error = %e, "reading records failed");
-                Failure::Say("The query records could not be read from the store, so the export was stopped.".into())
+                unreadable()
             })?;
+            if batch.is_empty() {
+                complete = true;
+                break;
+            }
             for record in &batch {
                 csv.write(record).map_err(encoding)?;
             }
@@ -197,6 +208,11 @@ impl Exporter {
                 self.renew(task, csv.rows()).await?;
                 next_heartbeat = tokio::time::Instant::now() + self.settings.heartbeat;
             }
+        }
+        if !complete {
+            // The reader stopped without saying it was done: never publish a truncated file.
+            tracing::error!(task = task.id, "the record stream ended early");
+            return Err(unreadable());
         }
         let rows = csv.rows();
         let last = csv.finish().map_err(encoding)?;
@@ -237,11 +253,13 @@ impl Exporter {
     /// Runs `settings.workers` loops (none on an API-only node) until `shutdown` turns true. A
     /// task in flight at shutdown is left to its lease: the next start takes it again.
     pub async fn run(self: Arc<Self>, shutdown: watch::Receiver<bool>) {
-        let mut loops = Vec::new();
+        // A JoinSet aborts its tasks when dropped, so aborting this future stops every loop
+        // (and drops any upload in flight, which then never becomes visible).
+        let mut loops = tokio::task::JoinSet::new();
         for _ in 0..self.settings.workers {
             let me = self.clone();
             let mut shutdown = shutdown.clone();
-            loops.push(tokio::spawn(async move {
+            loops.spawn(async move {
                 while !*shutdown.borrow() {
                     let idle = match me.run_next().await {
                         Ok(RunOutcome::Idle) => true,
@@ -258,11 +276,9 @@ impl Exporter {
                         }
                     }
                 }
-            }));
+            });
         }
-        for l in loops {
-            let _ = l.await;
-        }
+        while loops.join_next().await.is_some() {}
     }
 }
 

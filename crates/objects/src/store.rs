@@ -282,6 +282,23 @@ impl Objects {
                 Err(e) => return Err(self.fail(format_args!("deleting under {prefix}"), &e)),
             }
         }
+        if let Backend::Local(local) = &self.inner.backend {
+            // The listing hides LocalFileSystem's staging files (`<key>#<n>`, left by uploads a
+            // crash interrupted), so remove the folder whole.
+            let dir = local
+                .path_to_filesystem(&path)
+                .map_err(|e| self.fail(format_args!("deleting under {prefix}"), &e))?;
+            match tokio::fs::remove_dir_all(&dir).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    return Err(ObjectsError::new(
+                        ObjectsErrorKind::Failed,
+                        format!("deleting under {prefix} in {}: {e}", self.inner.name),
+                    ))
+                }
+            }
+        }
         Ok(deleted)
     }
 

@@ -182,8 +182,11 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         let _ = stop_workers.send(true);
+        // Exports in flight are dropped, not finished: their uploads never become visible, and
+        // the next start takes them again. Waiting here means none outlives the server.
         for task in background {
             task.abort();
+            let _ = task.await;
         }
         result.context("the server stopped with an error")
     }

@@ -92,7 +92,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Streams the records `filter` selects, in `order`, as batches of at most `batch` records
     /// through a bounded channel: memory stays flat whatever the size. The stream holds one
-    /// consistent snapshot.
+    /// consistent snapshot. A complete stream ends with one empty batch; a channel that
+    /// closes without it (or with an `Err`) was cut short, and its records must not be used
+    /// as the whole selection.
     fn stream_records(
         &self,
         filter: &RecordFilter,

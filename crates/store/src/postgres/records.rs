@@ -343,7 +343,10 @@ pub(super) fn stream(
             () = sender.closed() => None,
         };
         match ended {
-            Some(Ok(())) => {}
+            Some(Ok(())) => {
+                // The end marker: without it the reader treats the stream as cut short.
+                let _ = sender.send(Ok(Vec::new())).await;
+            }
             Some(Err(e)) => {
                 let _ = sender.send(Err(e)).await;
             }

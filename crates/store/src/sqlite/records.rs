@@ -143,56 +143,185 @@ fn selection(filter: &RecordFilter) -> (String, Vec<Value>) {
     (source, args)
 }
 
+/// At most this many records with one start time are ordered by `query_id` here; a longer run
+/// of equal start times (never seen in real logs) has SQLite order the rest of the stream.
+const MAX_TIE_RUN: usize = 10_000;
+
 /// Streams the selection from its own read-only connection (a long export must not hold one
 /// of the shared readers), in batches through a bounded channel.
+///
+/// By start time, SQLite walks the `(instance, database, start_ms)` index in order and only
+/// runs of equal start times are put in `query_id` order here, so no row goes through
+/// SQLite's sorter (which copies every column of every row into it and back: a quarter of
+/// the stream's time). By duration there is no index to walk, and SQLite sorts.
 pub(super) fn stream(
     path: std::sync::Arc<str>,
     filter: RecordFilter,
     order: RecordOrder,
     batch: usize,
 ) -> tokio::sync::mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>> {
+    stream_with(path, filter, order, batch, MAX_TIE_RUN)
+}
+
+fn stream_with(
+    path: std::sync::Arc<str>,
+    filter: RecordFilter,
+    order: RecordOrder,
+    batch: usize,
+    max_tie_run: usize,
+) -> tokio::sync::mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>> {
     let batch = batch.max(1);
     let (tx, rx) = tokio::sync::mpsc::channel(2);
     tokio::task::spawn_blocking(move || {
-        let run = || -> Result<(), StoreError> {
-            let conn =
-                Connection::open_with_flags(&*path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-                    .map_err(backend)?;
+        let mut out = Batches {
+            tx: tx.clone(),
+            chunk: Vec::with_capacity(batch),
+            size: batch,
+        };
+        let run = |out: &mut Batches| -> Result<(), StoreError> {
+            // NO_MUTEX: this connection never leaves this thread, so SQLite's per-call mutex
+            // (taken for every column of every row) is pure cost.
+            let conn = Connection::open_with_flags(
+                &*path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                    | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+            )
+            .map_err(backend)?;
             conn.busy_timeout(std::time::Duration::from_secs(5))
                 .map_err(backend)?;
             register_functions(&conn)?;
+            // Both statements below read one snapshot.
+            conn.execute_batch("BEGIN").map_err(backend)?;
             let (source, args) = selection(&filter);
-            let mut stmt = conn
-                .prepare(&format!(
+            let rest = match order.field {
+                OrderField::StartTime => {
+                    match by_start_time(&conn, &source, &args, order, max_tie_run, out)? {
+                        Walked::Done => return Ok(()),
+                        Walked::TieRunTooLong(boundary) => Some(boundary),
+                    }
+                }
+                OrderField::Duration => None,
+            };
+            // SQLite orders everything (or, after a too long run of equal start times, that
+            // start time and the rest).
+            let mut args = args;
+            let sql = match rest {
+                Some(boundary) => {
+                    args.push(boundary.into());
+                    format!(
+                        "SELECT {COLUMNS} FROM {source} WHERE start_ms {} ? ORDER BY {}",
+                        if order.descending { "<=" } else { ">=" },
+                        order_by(order)
+                    )
+                }
+                None => format!(
                     "SELECT {COLUMNS} FROM {source} ORDER BY {}",
                     order_by(order)
-                ))
-                .map_err(backend)?;
+                ),
+            };
+            let mut stmt = conn.prepare(&sql).map_err(backend)?;
             let mut rows = stmt
                 .query(rusqlite::params_from_iter(args.iter()))
                 .map_err(backend)?;
-            let mut chunk = Vec::with_capacity(batch);
             while let Some(row) = rows.next().map_err(backend)? {
-                chunk.push(to_record(row).map_err(backend)?);
-                if chunk.len() == batch
-                    && tx
-                        .blocking_send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(batch))))
-                        .is_err()
-                {
-                    // The reader went away: nothing more to do.
+                if !out.push(to_record(row).map_err(backend)?) {
                     return Ok(());
                 }
             }
-            if !chunk.is_empty() {
-                let _ = tx.blocking_send(Ok(chunk));
-            }
             Ok(())
         };
-        if let Err(e) = run() {
-            let _ = tx.blocking_send(Err(e));
+        match run(&mut out) {
+            Ok(()) => out.finish(),
+            Err(e) => {
+                let _ = tx.blocking_send(Err(e));
+            }
         }
     });
     rx
+}
+
+/// How a walk by start time ended.
+enum Walked {
+    /// Every record was sent, or the reader went away.
+    Done,
+    /// More than the allowed records share this start time; none of them was sent, every
+    /// record before them was.
+    TieRunTooLong(i64),
+}
+
+/// Records in start-time order from the index, each run of equal start times put in
+/// `query_id` order (the tie-break of `order_by`; Rust compares strings byte by byte, as
+/// SQLite's BINARY collation does).
+fn by_start_time(
+    conn: &Connection,
+    source: &str,
+    args: &[Value],
+    order: RecordOrder,
+    max_tie_run: usize,
+    out: &mut Batches,
+) -> Result<Walked, StoreError> {
+    let mut stmt = conn
+        .prepare(&format!(
+            "SELECT {COLUMNS} FROM {source} ORDER BY start_ms {}",
+            if order.descending { "DESC" } else { "ASC" }
+        ))
+        .map_err(backend)?;
+    let mut rows = stmt
+        .query(rusqlite::params_from_iter(args.iter()))
+        .map_err(backend)?;
+    let mut run: Vec<QueryRecord> = Vec::new();
+    let flush = |run: &mut Vec<QueryRecord>, out: &mut Batches| -> bool {
+        if order.descending {
+            run.sort_unstable_by(|a, b| b.query_id.cmp(&a.query_id));
+        } else {
+            run.sort_unstable_by(|a, b| a.query_id.cmp(&b.query_id));
+        }
+        run.drain(..).all(|r| out.push(r))
+    };
+    while let Some(row) = rows.next().map_err(backend)? {
+        let record = to_record(row).map_err(backend)?;
+        if run
+            .first()
+            .is_some_and(|first| first.start_time != record.start_time)
+            && !flush(&mut run, out)
+        {
+            return Ok(Walked::Done);
+        }
+        if run.len() == max_tie_run {
+            return Ok(Walked::TieRunTooLong(millis(record.start_time)));
+        }
+        run.push(record);
+    }
+    flush(&mut run, out);
+    Ok(Walked::Done)
+}
+
+/// Collects records into batches of `size` and sends each full one.
+struct Batches {
+    tx: tokio::sync::mpsc::Sender<Result<Vec<QueryRecord>, StoreError>>,
+    chunk: Vec<QueryRecord>,
+    size: usize,
+}
+
+impl Batches {
+    /// False once the reader has gone away: nothing more to do.
+    fn push(&mut self, record: QueryRecord) -> bool {
+        self.chunk.push(record);
+        if self.chunk.len() < self.size {
+            return true;
+        }
+        let full = std::mem::replace(&mut self.chunk, Vec::with_capacity(self.size));
+        self.tx.blocking_send(Ok(full)).is_ok()
+    }
+
+    /// Sends the last records, then the end marker: without it the reader treats the stream
+    /// as cut short.
+    fn finish(self) {
+        if !self.chunk.is_empty() && self.tx.blocking_send(Ok(self.chunk)).is_err() {
+            return;
+        }
+        let _ = self.tx.blocking_send(Ok(Vec::new()));
+    }
 }
 
 pub(super) fn search(
@@ -339,4 +468,100 @@ fn to_record(r: &Row<'_>) -> rusqlite::Result<QueryRecord> {
         rows: r.get(12)?,
         source: r.get(13)?,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn record(i: usize) -> QueryRecord {
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        QueryRecord {
+            instance: "gp-ties".into(),
+            // Not in start-time order, and many records share a start time.
+            query_id: format!("q{:05}", (i * 7_919) % 10_007),
+            session_id: "s".into(),
+            database: if i.is_multiple_of(4) { "db1" } else { "db0" }.into(),
+            user: "u".into(),
+            start_time: start + Duration::milliseconds(((i * 31) % 40) as i64),
+            duration_ms: (i % 13) as i64,
+            status: QueryStatus::Finished,
+            error: None,
+            sql: format!("select {i}"),
+            plan_json: None,
+            plan_text: None,
+            rows: None,
+            source: "test".into(),
+        }
+    }
+
+    /// Runs of equal start times come out in query_id order, whether ordered here or (past
+    /// `max_tie_run`) by SQLite, exactly as the paged search orders them.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn streams_by_start_time_break_ties_like_search() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ties.db");
+        let store = super::super::SqliteStore::open(path.to_str().unwrap())
+            .await
+            .unwrap();
+        store
+            .upsert_records((0..3_000).map(record).collect())
+            .await
+            .unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 0, 0, 0).unwrap();
+        for database in [Some("db0"), None] {
+            let filter = RecordFilter {
+                instance: "gp-ties".into(),
+                database: database.map(str::to_owned),
+                window: TimeWindow::new(start, start + Duration::hours(1)).unwrap(),
+                user: None,
+                keyword: None,
+                condition: None,
+            };
+            for descending in [true, false] {
+                let order = RecordOrder {
+                    field: OrderField::StartTime,
+                    descending,
+                };
+                let all = store
+                    .search_records(
+                        &filter,
+                        order,
+                        Page {
+                            offset: 0,
+                            limit: 1_000_000,
+                        },
+                    )
+                    .await
+                    .unwrap();
+                assert!(all.records.len() > 2_000);
+                // 75 records per start time (about 56 in db0): a cap of 75 is just enough, the
+                // small ones hand over to SQLite at the first start time.
+                for max_tie_run in [MAX_TIE_RUN, 80, 75, 5, 1] {
+                    let mut rx = stream_with(
+                        path.to_str().unwrap().into(),
+                        filter.clone(),
+                        order,
+                        17,
+                        max_tie_run,
+                    );
+                    let mut streamed = Vec::new();
+                    let mut ended = false;
+                    while let Some(batch) = rx.recv().await {
+                        let batch = batch.unwrap();
+                        assert!(!ended && batch.len() <= 17);
+                        ended = batch.is_empty();
+                        streamed.extend(batch);
+                    }
+                    assert!(ended, "a complete stream ends with an empty batch");
+                    assert_eq!(
+                        streamed, all.records,
+                        "{database:?} descending {descending} cap {max_tie_run}"
+                    );
+                }
+            }
+        }
+    }
 }

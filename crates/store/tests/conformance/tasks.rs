@@ -320,11 +320,15 @@ pub async fn streams_match_paged_search(store: &dyn Store) {
         };
         let mut rx = store.stream_records(&filter, order, 100);
         let mut streamed = Vec::new();
+        let mut ended = false;
         while let Some(batch) = rx.recv().await {
             let batch = batch.unwrap();
-            assert!(!batch.is_empty() && batch.len() <= 100);
+            assert!(!ended, "nothing may follow the end marker");
+            assert!(batch.len() <= 100);
+            ended = batch.is_empty();
             streamed.extend(batch);
         }
+        assert!(ended, "a complete stream ends with an empty batch");
         let all = store
             .search_records(
                 &filter,
