@@ -10,7 +10,7 @@ use gpdiag_core::{Clock, DownloadTask};
 use gpdiag_objects::{Objects, ObjectsError};
 use gpdiag_store::{Store, StoreError};
 use std::sync::Arc;
-use tokio::sync::watch;
+use tokio::sync::{watch, Notify};
 
 #[derive(Debug, Clone)]
 pub struct ExportSettings {
@@ -24,7 +24,10 @@ pub struct ExportSettings {
     pub heartbeat: std::time::Duration,
     /// How often an idle worker looks for work.
     pub poll: std::time::Duration,
-    /// Bytes collected before a part is uploaded (S3 needs at least 5 MiB per part).
+    /// Bytes encoded before they are handed to the upload, which collects them into parts of
+    /// `gpdiag_objects::PART_SIZE` itself (S3 needs at least 5 MiB per part). Small on
+    /// purpose: 8 MiB buffers, freed on the upload's threads, left glibc holding tens of MiB
+    /// more resident memory (5M rows: peak RSS 108 MiB at 8 MiB, 52 MiB at 1 MiB).
     pub part_size: usize,
     /// Records per batch read from the store.
     pub batch: usize,
@@ -38,7 +41,7 @@ impl Default for ExportSettings {
             lease: Duration::seconds(30),
             heartbeat: std::time::Duration::from_secs(5),
             poll: std::time::Duration::from_millis(500),
-            part_size: 8 * 1024 * 1024,
+            part_size: 1024 * 1024,
             batch: 1000,
         }
     }
@@ -67,6 +70,11 @@ pub struct Exporter {
     clock: Arc<dyn Clock>,
     worker_id: String,
     settings: ExportSettings,
+    /// Signalled when a task is created here, so an idle worker starts at once, not at its
+    /// next poll.
+    wake: Arc<Notify>,
+    /// Signalled when a task this process ran ended, so the API's view can refresh at once.
+    ended: Arc<Notify>,
 }
 
 /// Why a task did not finish, as the user will read it: plain sentences, no internals.
@@ -91,11 +99,41 @@ impl Exporter {
             clock,
             worker_id,
             settings,
+            wake: Arc::new(Notify::new()),
+            ended: Arc::new(Notify::new()),
         }
+    }
+
+    /// As `new`, with the signal the API notifies after creating a task.
+    pub fn with_wake(
+        wake: Arc<Notify>,
+        store: Arc<dyn Store>,
+        objects: Objects,
+        clock: Arc<dyn Clock>,
+        worker_id: String,
+        settings: ExportSettings,
+    ) -> Self {
+        Self {
+            wake,
+            ..Self::new(store, objects, clock, worker_id, settings)
+        }
+    }
+
+    /// Notified whenever a task this process ran ended.
+    pub fn ended(&self) -> Arc<Notify> {
+        self.ended.clone()
     }
 
     /// Claims one task and runs it to its end.
     pub async fn run_next(&self) -> Result<RunOutcome, StoreError> {
+        let outcome = self.claim_and_run().await;
+        if matches!(outcome, Ok(ref o) if *o != RunOutcome::Idle) {
+            self.ended.notify_one();
+        }
+        outcome
+    }
+
+    async fn claim_and_run(&self) -> Result<RunOutcome, StoreError> {
         let now = self.clock.now();
         let Some(task) = self
             .store
@@ -272,6 +310,7 @@ impl Exporter {
                     if idle {
                         tokio::select! {
                             _ = tokio::time::sleep(me.settings.poll) => {}
+                            _ = me.wake.notified() => {}
                             _ = shutdown.changed() => {}
                         }
                     }

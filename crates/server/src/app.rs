@@ -86,6 +86,7 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}"));
+        let wake_workers = Arc::new(tokio::sync::Notify::new());
         let state = Arc::new(AppState {
             registry,
             store,
@@ -100,6 +101,7 @@ impl Application {
             nonces: NonceCache::new(MAX_SKEW, config.limits.nonce_capacity),
             clock: clock.clone(),
             exports: Exports {
+                wake_workers: wake_workers.clone(),
                 objects: objects.clone(),
                 signer: LinkSigner::new(Secret::new(link_key), &public_url),
                 link_ttl: chrono::Duration::from_std(config.objects.link_ttl()?)?,
@@ -108,7 +110,8 @@ impl Application {
             },
             public_url,
         });
-        let exporter = Arc::new(Exporter::new(
+        let exporter = Arc::new(Exporter::with_wake(
+            wake_workers,
             state.store.clone(),
             objects,
             clock,
@@ -173,6 +176,10 @@ impl Application {
             tokio::spawn(refresh(self.state.clone())),
             tokio::spawn(retention(self.state.clone(), self.retention)),
             tokio::spawn(self.exporter.clone().run(workers_stopped)),
+            tokio::spawn(refresh_when_exports_end(
+                self.state.clone(),
+                self.exporter.ended(),
+            )),
         ];
         let router = Self::router(self.state.clone());
         let result = axum::serve(
@@ -274,6 +281,15 @@ async fn refresh(state: Arc<AppState>) {
         if let Err(e) = state.registry.refresh_tasks(state.store.as_ref()).await {
             tracing::warn!(error = %e, "cannot reload download tasks; keeping the current ones");
         }
+    }
+}
+
+/// Makes `DescribeDownloadRecords` show an export that ended here at once, not at the next
+/// periodic refresh.
+async fn refresh_when_exports_end(state: Arc<AppState>, ended: Arc<tokio::sync::Notify>) {
+    loop {
+        ended.notified().await;
+        state.tasks_changed().await;
     }
 }
 

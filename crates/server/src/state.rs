@@ -28,6 +28,8 @@ pub struct AppState {
 /// What the export actions and the download route need.
 pub struct Exports {
     pub objects: Objects,
+    /// Wakes an idle export worker of this process when a task is created.
+    pub wake_workers: Arc<tokio::sync::Notify>,
     pub signer: LinkSigner,
     pub link_ttl: chrono::Duration,
     pub slow_query_ms: i64,

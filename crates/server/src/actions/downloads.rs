@@ -122,6 +122,7 @@ async fn start(
             ),
             e => ctx.store_failure(e),
         })?;
+    ctx.app.exports.wake_workers.notify_one();
     ctx.app.tasks_changed().await;
     Ok(created.id)
 }
