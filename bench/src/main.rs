@@ -2,10 +2,12 @@
 //! baseline (throughput and latency, medians of alternating runs), then the precision of the
 //! per-account throttle under an open-loop overload (`run`, via `scripts/bench-api`); bulk
 //! insert and search over millions of generated query records on each store (`records`, via
-//! `scripts/bench-records`); and the record generator itself (`generate`). Benchmarks, not
-//! tests.
+//! `scripts/bench-records`); exports through the real pipeline against PostgreSQL's COPY
+//! (`exports`, via `scripts/bench-exports`); and the record generator itself (`generate`).
+//! Benchmarks, not tests.
 
 mod client;
+mod exports;
 mod load;
 mod records;
 mod servers;
@@ -34,7 +36,7 @@ const THROTTLE_BAR_PERCENT: f64 = 1.0;
 #[derive(Parser)]
 #[command(
     name = "gpdiag-bench",
-    about = "Benchmarks of gpdiag: signed API load against a bare-axum baseline and throttling precision (run), bulk insert and search over generated records (records), and the record generator (generate)"
+    about = "Benchmarks of gpdiag: signed API load against a bare-axum baseline and throttling precision (run), bulk insert and search over generated records (records), exports against COPY (exports), and the record generator (generate)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -57,6 +59,12 @@ enum Command {
         after_help = "Example:\n  gpdiag-bench records --gpdiag target/release/gpdiag --quick"
     )]
     Records(records::RecordsArgs),
+    /// Export generated records through the real pipeline (DownloadDiagnosisRecords to
+    /// file://) and time PostgreSQL's COPY TO a file on the same rows.
+    #[command(
+        after_help = "Example:\n  gpdiag-bench exports --gpdiag target/release/gpdiag --quick"
+    )]
+    Exports(exports::ExportsArgs),
     /// Write generated query records as JSON lines, the format `gpdiag records import` reads.
     #[command(
         after_help = "Example:\n  gpdiag-bench generate --count 100000 --seed 7 > records.jsonl\n  \
@@ -137,6 +145,13 @@ async fn main() -> anyhow::Result<()> {
             // Dropping the run also stops the servers and the PostgreSQL cluster.
             tokio::select! {
                 result = records::run(args) => result,
+                _ = tokio::signal::ctrl_c() => bail!("interrupted"),
+            }
+        }
+        Command::Exports(args) => {
+            // Dropping the run also stops the servers and the PostgreSQL cluster.
+            tokio::select! {
+                result = exports::run(args) => result,
                 _ = tokio::signal::ctrl_c() => bail!("interrupted"),
             }
         }

@@ -301,7 +301,7 @@ async fn postgres(
     })
 }
 
-async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
+pub(crate) async fn pg_connect(url: &str) -> anyhow::Result<tokio_postgres::Client> {
     let (client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
@@ -395,7 +395,7 @@ async fn insert(store: Arc<dyn Store>, settings: &Settings) -> anyhow::Result<f6
 
 /// CPU seconds (user and system) a process or thread has used, from a Linux `/proc/…/stat`
 /// file; `None` where there is none.
-fn cpu_seconds(stat: &str) -> Option<f64> {
+pub(crate) fn cpu_seconds(stat: &str) -> Option<f64> {
     let text = std::fs::read_to_string(stat).ok()?;
     // The fields after the parenthesised command name start with the state (field 3); utime
     // and stime are fields 14 and 15, in clock ticks of 1/100 s.
@@ -594,14 +594,14 @@ fn api_minute(t: DateTime<Utc>) -> String {
 
 /// A private PostgreSQL cluster in a temporary directory, stopped when dropped (also when the
 /// benchmark fails or is interrupted).
-struct PgCluster {
+pub(crate) struct PgCluster {
     script: PathBuf,
     dir: Option<tempfile::TempDir>,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl PgCluster {
-    fn start(script: &Path, base: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn start(script: &Path, base: &Path) -> anyhow::Result<Self> {
         // Directly in the base directory: the server's own user must be able to enter it, and
         // its unix socket path must stay short.
         let dir = tempfile::Builder::new()
@@ -642,7 +642,7 @@ impl PgCluster {
         Ok(cluster)
     }
 
-    fn dir(&self) -> String {
+    pub(crate) fn dir(&self) -> String {
         self.dir
             .as_ref()
             .map(|d| d.path().display().to_string())
@@ -650,7 +650,7 @@ impl PgCluster {
     }
 
     /// Stops the cluster and removes its files.
-    fn stop(mut self) -> anyhow::Result<()> {
+    pub(crate) fn stop(mut self) -> anyhow::Result<()> {
         self.stop_inner()
     }
 
@@ -751,7 +751,7 @@ fn gigabytes(bytes: u64) -> String {
 }
 
 /// `1234567` as `1,234,567`.
-fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {

@@ -50,6 +50,16 @@ impl ServerProcess {
         self.child.id().unwrap_or(0)
     }
 
+    /// The temporary directory gpdiag runs in (its objects live in `objects/` there).
+    pub fn dir(&self) -> Option<&Path> {
+        self._dir.as_ref().map(TempDir::path)
+    }
+
+    /// The file the server's standard error goes to.
+    pub fn log_path(&self) -> Option<&Path> {
+        self.log.as_deref()
+    }
+
     pub async fn stop(mut self) -> anyhow::Result<()> {
         // A benchmark server keeps nothing worth a graceful shutdown.
         self.child.start_kill().ok();
