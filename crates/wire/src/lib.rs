@@ -14,4 +14,4 @@ pub use params::Params;
 pub use render::Format;
 
 /// The only API version gpdiag speaks.
-pub const API_VERSION: &str = "2016-05-03";
+pub use sign::API_VERSION;
