@@ -375,9 +375,8 @@ async fn api_only_nodes_leave_tasks_running_so_limits_and_cancel_can_be_seen() {
     start(&app, &[]).await;
 }
 
-#[tokio::test]
-async fn slow_sql_exports_are_listed_under_their_own_type() {
-    let app = seeded_with(|c| c.exports.slow_query_ms = 2000).await;
+/// Runs a slow-SQL export of the seeded hour up to `max_duration` seconds; returns its record.
+async fn slow_sql_export(app: &TestApp, max_duration: &str) -> Value {
     let answer = app
         .call_acs3(
             &alice(),
@@ -386,13 +385,19 @@ async fn slow_sql_exports_are_listed_under_their_own_type() {
                 ("DBInstanceId", "gp-alice-ok"),
                 ("StartTime", "2026-11-01T10:00Z"),
                 ("EndTime", "2026-11-01T11:00Z"),
-                ("MaxDuration", "4"),
+                ("MaxDuration", max_duration),
             ],
         )
         .await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     let id = answer.json()["DownloadId"].as_str().unwrap().to_owned();
-    let done = wait(&app, &id, "SLOW_SQL").await;
+    wait(app, &id, "SLOW_SQL").await
+}
+
+#[tokio::test]
+async fn slow_sql_exports_are_listed_under_their_own_type() {
+    let app = seeded_with(|c| c.exports.slow_query_ms = 2000).await;
+    let done = slow_sql_export(&app, "4").await;
     assert_eq!(done["Status"], "finished");
     let none = app
         .call_v1(
@@ -479,21 +484,7 @@ async fn retention_deletes_old_exports_and_their_files() {
 #[tokio::test]
 async fn a_max_duration_below_the_slow_threshold_is_an_empty_export() {
     let app = seeded_with(|c| c.exports.slow_query_ms = 2000).await;
-    let answer = app
-        .call_acs3(
-            &alice(),
-            "DownloadSlowSQLRecords",
-            &[
-                ("DBInstanceId", "gp-alice-ok"),
-                ("StartTime", "2026-11-01T10:00Z"),
-                ("EndTime", "2026-11-01T11:00Z"),
-                ("MaxDuration", "0"),
-            ],
-        )
-        .await;
-    assert_eq!(answer.status, 200, "{}", answer.body);
-    let id = answer.json()["DownloadId"].as_str().unwrap().to_owned();
-    let done = wait(&app, &id, "SLOW_SQL").await;
+    let done = slow_sql_export(&app, "0").await;
     assert_eq!(done["Status"], "finished", "{done}");
     let bytes = reqwest::get(done["DownloadUrl"].as_str().unwrap())
         .await
