@@ -20,6 +20,7 @@
 //! When asked (the default), gpdiag on the PostgreSQL store is measured too, once, without bars.
 
 use crate::client::{Account, Connection, RequestFactory, Signature};
+use crate::median;
 use crate::records::{cpu_seconds, pg_connect, thousands, PgCluster};
 use crate::servers::{self, ServerProcess};
 use anyhow::{bail, ensure, Context};
@@ -1009,21 +1010,6 @@ fn verdict(pass: bool) -> &'static str {
         "PASS"
     } else {
         "FAIL"
-    }
-}
-
-/// The middle value (the mean of the two middle ones for an even count).
-fn median(values: impl Iterator<Item = f64>) -> f64 {
-    let mut values: Vec<f64> = values.collect();
-    if values.is_empty() {
-        return f64::NAN;
-    }
-    values.sort_by(f64::total_cmp);
-    let mid = values.len() / 2;
-    if values.len() % 2 == 1 {
-        values[mid]
-    } else {
-        (values[mid - 1] + values[mid]) / 2.0
     }
 }
 
