@@ -104,19 +104,9 @@ impl Exporter {
         }
     }
 
-    /// As `new`, with the signal the API notifies after creating a task.
-    pub fn with_wake(
-        wake: Arc<Notify>,
-        store: Arc<dyn Store>,
-        objects: Objects,
-        clock: Arc<dyn Clock>,
-        worker_id: String,
-        settings: ExportSettings,
-    ) -> Self {
-        Self {
-            wake,
-            ..Self::new(store, objects, clock, worker_id, settings)
-        }
+    /// Notify this after creating a task, so an idle worker starts at once.
+    pub fn wake(&self) -> Arc<Notify> {
+        self.wake.clone()
     }
 
     /// Notified whenever a task this process ran ended.

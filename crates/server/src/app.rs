@@ -86,7 +86,19 @@ impl Application {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{local}"));
-        let wake_workers = Arc::new(tokio::sync::Notify::new());
+        let exporter = Arc::new(Exporter::new(
+            store.clone(),
+            objects.clone(),
+            clock.clone(),
+            // Unique per process start, so leases tell processes (and restarts) apart.
+            format!("{}-{}", local, uuid::Uuid::new_v4().simple()),
+            ExportSettings {
+                workers: config.exports.workers,
+                max_attempts: config.exports.max_attempts,
+                lease: chrono::Duration::seconds(i64::from(config.exports.lease_seconds)),
+                ..ExportSettings::default()
+            },
+        ));
         let state = Arc::new(AppState {
             registry,
             store,
@@ -99,10 +111,10 @@ impl Application {
                 .api_calls_per_second
                 .map(|rate| Throttle::new(rate, default_burst(rate))),
             nonces: NonceCache::new(MAX_SKEW, config.limits.nonce_capacity),
-            clock: clock.clone(),
+            clock,
             exports: Exports {
-                wake_workers: wake_workers.clone(),
-                objects: objects.clone(),
+                wake_workers: exporter.wake(),
+                objects,
                 signer: LinkSigner::new(Secret::new(link_key), &public_url),
                 link_ttl: chrono::Duration::from_std(config.objects.link_ttl()?)?,
                 slow_query_ms: config.exports.slow_query_ms,
@@ -110,20 +122,6 @@ impl Application {
             },
             public_url,
         });
-        let exporter = Arc::new(Exporter::with_wake(
-            wake_workers,
-            state.store.clone(),
-            objects,
-            clock,
-            // Unique per process start, so leases tell processes (and restarts) apart.
-            format!("{}-{}", local, uuid::Uuid::new_v4().simple()),
-            ExportSettings {
-                workers: config.exports.workers,
-                max_attempts: config.exports.max_attempts,
-                lease: chrono::Duration::seconds(i64::from(config.exports.lease_seconds)),
-                ..ExportSettings::default()
-            },
-        ));
         Ok(Self {
             listener,
             state,
