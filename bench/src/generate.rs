@@ -513,6 +513,7 @@ impl Generator {
             } else {
                 "csvlog".into()
             },
+            ..Default::default()
         }
     }
 

@@ -6,9 +6,10 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use std::str::FromStr;
 
 /// Whether a query was still running when it was recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub enum QueryStatus {
     Running,
+    #[default]
     Finished,
 }
 
@@ -38,7 +39,7 @@ impl FromStr for QueryStatus {
 }
 
 /// One execution of one statement on one instance. `(instance, query_id)` identifies it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct QueryRecord {
     pub instance: String,
     /// Unique per execution (not PostgreSQL's per-shape `query_id`).
@@ -59,6 +60,15 @@ pub struct QueryRecord {
     pub rows: Option<i64>,
     /// Where the record came from (`import`, `csvlog`, `pg_stat_activity`, …).
     pub source: String,
+    /// PostgreSQL's own `query_id`: the statement's shape, shared by all its executions.
+    pub pg_query_id: Option<i64>,
+    /// The exact duration where the source gives microseconds (server logs do).
+    pub duration_us: Option<i64>,
+    /// The SQL text is known or suspected to be cut: a log record over the size cap, or
+    /// `pg_stat_activity`'s `track_activity_query_size`.
+    pub sql_truncated: bool,
+    /// Bind parameters of an extended-protocol execution, as the server logged them.
+    pub parameters: Option<String>,
 }
 
 /// A half-open window `[start, end)` with `end > start`.

@@ -218,6 +218,7 @@ mod tests {
             plan_text: None,
             rows: None,
             source: "t".into(),
+            ..Default::default()
         }
     }
 

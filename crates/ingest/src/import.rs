@@ -75,6 +75,14 @@ struct JsonRecord {
     rows: Option<i64>,
     #[serde(default)]
     source: Option<String>,
+    #[serde(default)]
+    pg_query_id: Option<i64>,
+    #[serde(default)]
+    duration_us: Option<i64>,
+    #[serde(default)]
+    sql_truncated: bool,
+    #[serde(default)]
+    parameters: Option<String>,
 }
 
 /// The common checks of both formats.
@@ -129,6 +137,7 @@ fn build(instance: &str, f: Fields<'_>) -> Result<QueryRecord, String> {
         plan_text: None,
         rows: None,
         source: DEFAULT_SOURCE.into(),
+        ..Default::default()
     })
 }
 
@@ -162,6 +171,10 @@ fn parse_json_line(instance: &str, line: &str) -> Result<QueryRecord, String> {
     record.plan_json = j.plan_json;
     record.plan_text = j.plan_text;
     record.rows = j.rows;
+    record.pg_query_id = j.pg_query_id;
+    record.duration_us = j.duration_us;
+    record.sql_truncated = j.sql_truncated;
+    record.parameters = j.parameters;
     if let Some(source) = j.source {
         record.source = source;
     }

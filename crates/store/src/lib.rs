@@ -179,6 +179,82 @@ pub trait Store: Send + Sync + 'static {
     /// A named server-wide value, created as `fresh` by whichever process asks first; every
     /// process sharing the store then reads the same value (e.g. the download-link key).
     async fn get_or_create_setting(&self, name: &str, fresh: &str) -> Result<String, StoreError>;
+
+    // ---- collectors ----
+
+    /// Takes or renews the lease on collecting `instance` for `owner` until `now + lease`.
+    /// False while another owner holds an unexpired lease: one process collects an instance.
+    async fn claim_collector(
+        &self,
+        instance: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: Duration,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives the lease up, if `owner` holds it.
+    async fn release_collector(&self, instance: &str, owner: &str) -> Result<(), StoreError>;
+
+    /// How far the log tailer of `instance` has read each file.
+    async fn collector_files(&self, instance: &str) -> Result<Vec<LogFilePosition>, StoreError>;
+
+    /// One step of a log tailer, in one transaction: the records are upserted, every running
+    /// record a finished record settles is removed (same session, started no later than the
+    /// finished one ended), the positions are saved and the forgotten files' positions dropped.
+    async fn commit_collected(&self, batch: CollectedBatch) -> Result<(), StoreError>;
+
+    /// Makes the running records of `instance` exactly `running` (one activity sample).
+    async fn replace_running(
+        &self,
+        instance: &str,
+        running: Vec<QueryRecord>,
+    ) -> Result<(), StoreError>;
+
+    /// Saves the collector's health report (a JSON document the collector defines).
+    async fn put_collector_health(&self, instance: &str, health: &str) -> Result<(), StoreError>;
+
+    async fn collector_health(&self, instance: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// Where a log tailer stands in one file of the server's log directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogFilePosition {
+    /// The name inside the log directory.
+    pub file_name: String,
+    /// What makes this file this file (device and inode), so a new file under an old name is
+    /// read from its start.
+    pub identity: String,
+    /// Bytes fully consumed.
+    pub offset: u64,
+}
+
+/// What one tailer step writes; see [`Store::commit_collected`].
+#[derive(Debug, Clone, Default)]
+pub struct CollectedBatch {
+    pub instance: String,
+    pub records: Vec<QueryRecord>,
+    pub positions: Vec<LogFilePosition>,
+    /// Files no longer in the log directory.
+    pub forgotten: Vec<String>,
+}
+
+impl CollectedBatch {
+    /// Per session, the latest end time among the finished records (plus a millisecond, as
+    /// start times are kept in milliseconds): running records that started by then are settled.
+    pub fn settled_sessions(&self) -> Vec<(String, DateTime<Utc>)> {
+        let mut ends: std::collections::BTreeMap<&str, DateTime<Utc>> = Default::default();
+        for r in &self.records {
+            if r.status != gpdiag_core::QueryStatus::Finished {
+                continue;
+            }
+            let end = r.start_time
+                + Duration::microseconds(r.duration_us.unwrap_or(r.duration_ms * 1000))
+                + Duration::milliseconds(1);
+            let slot = ends.entry(&r.session_id).or_insert(end);
+            *slot = (*slot).max(end);
+        }
+        ends.into_iter().map(|(s, t)| (s.to_owned(), t)).collect()
+    }
 }
 
 /// Who fetched which export file, and when.

@@ -260,6 +260,7 @@ fn conformance_record(instance: &str, query_id: &str) -> QueryRecord {
         plan_text: None,
         rows: None,
         source: "test".into(),
+        ..Default::default()
     }
 }
 

@@ -327,6 +327,7 @@ pub fn record(i: u64, database: &str, padding: usize) -> QueryRecord {
         plan_text: None,
         rows: Some(1),
         source: "test".into(),
+        ..Default::default()
     }
 }
 

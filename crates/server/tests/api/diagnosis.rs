@@ -22,6 +22,7 @@ fn record(instance: &str, query_id: &str, minute: i64, duration_ms: i64, sql: &s
         plan_text: None,
         rows: None,
         source: "test".into(),
+        ..Default::default()
     }
 }
 

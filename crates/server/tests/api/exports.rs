@@ -35,6 +35,7 @@ fn record(i: usize) -> QueryRecord {
         plan_text: None,
         rows: None,
         source: "test".into(),
+        ..Default::default()
     }
 }
 

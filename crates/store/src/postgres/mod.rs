@@ -2,10 +2,14 @@
 //! that several gpdiag processes may run at once, accounts, keys and the instance registry.
 //! Query records live in `records.rs`, download tasks and their audit log in `tasks.rs`.
 
+mod collectors;
 mod records;
 mod tasks;
 
-use crate::{redact_url, Dimensions, DownloadAudit, Page, RecordPage, Store, StoreError};
+use crate::{
+    redact_url, CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage,
+    Store, StoreError,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::{Manager, Pool, Runtime};
@@ -146,6 +150,29 @@ INSERT INTO counters VALUES ('tasks_generation', 0);
 CREATE TABLE settings (
     name   text COLLATE "C" PRIMARY KEY,
     value  text NOT NULL
+);
+"#,
+    // Collectors: the log-derived fields of a record, each instance's collector lease and
+    // health, and how far its tailer has read each log file.
+    r#"
+ALTER TABLE query_records ADD COLUMN pg_query_id bigint;
+ALTER TABLE query_records ADD COLUMN duration_us bigint;
+ALTER TABLE query_records ADD COLUMN sql_truncated boolean NOT NULL DEFAULT false;
+ALTER TABLE query_records ADD COLUMN parameters text;
+-- A finished statement settles its session's running records; running records are few.
+CREATE INDEX query_records_running ON query_records (instance, session_id) WHERE running;
+CREATE TABLE collectors (
+    instance     text COLLATE "C" PRIMARY KEY,
+    owner        text COLLATE "C",
+    lease_until  timestamptz,
+    health       text
+);
+CREATE TABLE collector_files (
+    instance      text COLLATE "C" NOT NULL,
+    file_name     text COLLATE "C" NOT NULL,
+    identity      text NOT NULL,
+    offset_bytes  bigint NOT NULL,
+    PRIMARY KEY (instance, file_name)
 );
 "#,
 ];
@@ -844,6 +871,44 @@ impl Store for PostgresStore {
             .map_err(backend)?
             .try_get(0)
             .map_err(backend)
+    }
+
+    async fn claim_collector(
+        &self,
+        instance: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<bool, StoreError> {
+        collectors::claim(&self.client().await?, instance, owner, now, lease).await
+    }
+
+    async fn release_collector(&self, instance: &str, owner: &str) -> Result<(), StoreError> {
+        collectors::release(&self.client().await?, instance, owner).await
+    }
+
+    async fn collector_files(&self, instance: &str) -> Result<Vec<LogFilePosition>, StoreError> {
+        collectors::files(&self.client().await?, instance).await
+    }
+
+    async fn commit_collected(&self, batch: CollectedBatch) -> Result<(), StoreError> {
+        collectors::commit(&mut self.client().await?, &batch).await
+    }
+
+    async fn replace_running(
+        &self,
+        instance: &str,
+        running: Vec<QueryRecord>,
+    ) -> Result<(), StoreError> {
+        collectors::replace_running(&mut self.client().await?, instance, &running).await
+    }
+
+    async fn put_collector_health(&self, instance: &str, health: &str) -> Result<(), StoreError> {
+        collectors::put_health(&self.client().await?, instance, health).await
+    }
+
+    async fn collector_health(&self, instance: &str) -> Result<Option<String>, StoreError> {
+        collectors::health(&self.client().await?, instance).await
     }
 }
 

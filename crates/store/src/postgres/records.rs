@@ -14,10 +14,11 @@ use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{IsolationLevel, NoTls, Row};
 
 const COLUMNS: &str = "instance, query_id, session_id, database, user_name, start_time, \
-                       duration_ms, running, error, sql, plan_json, plan_text, row_count, source";
+                       duration_ms, running, error, sql, plan_json, plan_text, row_count, source, \
+                       pg_query_id, duration_us, sql_truncated, parameters";
 
 /// The column types of [`COLUMNS`], in order, for the binary COPY.
-const TYPES: [Type; 14] = [
+const TYPES: [Type; 18] = [
     Type::TEXT,
     Type::TEXT,
     Type::TEXT,
@@ -31,6 +32,10 @@ const TYPES: [Type; 14] = [
     Type::TEXT,
     Type::TEXT,
     Type::INT8,
+    Type::TEXT,
+    Type::INT8,
+    Type::INT8,
+    Type::BOOL,
     Type::TEXT,
 ];
 
@@ -54,7 +59,11 @@ CREATE TEMP TABLE IF NOT EXISTS query_records_in (
     plan_json    text,
     plan_text    text,
     row_count    bigint,
-    source       text NOT NULL
+    source       text NOT NULL,
+    pg_query_id  bigint,
+    duration_us  bigint,
+    sql_truncated boolean NOT NULL,
+    parameters   text
 ) ON COMMIT DELETE ROWS;
 "#;
 
@@ -69,8 +78,21 @@ pub(super) async fn upsert(
     if records.is_empty() {
         return Ok(0);
     }
-    let rows = latest_per_key(records);
     let tx = client.transaction().await.map_err(backend)?;
+    upsert_in(&tx, records).await?;
+    tx.commit().await.map_err(backend)?;
+    Ok(records.len() as u64)
+}
+
+/// The bulk upsert inside the caller's transaction.
+pub(super) async fn upsert_in(
+    tx: &deadpool_postgres::Transaction<'_>,
+    records: &[QueryRecord],
+) -> Result<(), StoreError> {
+    if records.is_empty() {
+        return Ok(());
+    }
+    let rows = latest_per_key(records);
     tx.batch_execute(STAGE).await.map_err(backend)?;
     let copy = tx
         .prepare_cached(&format!(
@@ -87,7 +109,9 @@ pub(super) async fn upsert(
                 duration_ms = excluded.duration_ms, running = excluded.running,
                 error = excluded.error, sql = excluded.sql, plan_json = excluded.plan_json,
                 plan_text = excluded.plan_text, row_count = excluded.row_count,
-                source = excluded.source
+                source = excluded.source, pg_query_id = excluded.pg_query_id,
+                duration_us = excluded.duration_us, sql_truncated = excluded.sql_truncated,
+                parameters = excluded.parameters
              -- A record re-imported unchanged is left alone: no new row version, no index
              -- entries, several times faster for repeated imports.
              WHERE (query_records.*) IS DISTINCT FROM (excluded.*)"
@@ -122,6 +146,10 @@ pub(super) async fn upsert(
                     &r.plan_text,
                     &r.rows,
                     &r.source,
+                    &r.pg_query_id,
+                    &r.duration_us,
+                    &r.sql_truncated,
+                    &r.parameters,
                 ])
                 .await
                 .map_err(backend)?;
@@ -129,9 +157,7 @@ pub(super) async fn upsert(
         writer.finish().await.map_err(backend)?;
         tx.execute(&merge, &[]).await.map_err(backend)?;
     }
-
-    tx.commit().await.map_err(backend)?;
-    Ok(records.len() as u64)
+    Ok(())
 }
 
 /// The batch sorted by `(instance, query_id)` with only the last record of each key, as a
@@ -514,5 +540,9 @@ fn to_record(r: &Row) -> Result<QueryRecord, StoreError> {
         plan_text: r.try_get(11).map_err(backend)?,
         rows: r.try_get(12).map_err(backend)?,
         source: r.try_get(13).map_err(backend)?,
+        pg_query_id: r.try_get(14).map_err(backend)?,
+        duration_us: r.try_get(15).map_err(backend)?,
+        sql_truncated: r.try_get(16).map_err(backend)?,
+        parameters: r.try_get(17).map_err(backend)?,
     })
 }

@@ -1,10 +1,13 @@
 //! The embedded SQLite store: WAL mode, one writer connection and a few reader connections,
 //! used from blocking threads.
 
+mod collectors;
 mod records;
 mod tasks;
 
-use crate::{Dimensions, DownloadAudit, Page, RecordPage, Store, StoreError};
+use crate::{
+    CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage, Store, StoreError,
+};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use gpdiag_core::{
@@ -139,6 +142,29 @@ CREATE TABLE settings (
     // databases when none is named; one index fewer is a fifth less work per inserted record.
     r#"
 DROP INDEX query_records_by_time;
+"#,
+    // Collectors: the log-derived fields of a record, each instance's collector lease and
+    // health, and how far its tailer has read each log file.
+    r#"
+ALTER TABLE query_records ADD COLUMN pg_query_id INTEGER;
+ALTER TABLE query_records ADD COLUMN duration_us INTEGER;
+ALTER TABLE query_records ADD COLUMN sql_truncated INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE query_records ADD COLUMN parameters TEXT;
+-- A finished statement settles its session's running records; running records are few.
+CREATE INDEX query_records_running ON query_records (instance, session_id) WHERE running = 1;
+CREATE TABLE collectors (
+    instance        TEXT PRIMARY KEY,
+    owner           TEXT,
+    lease_until_ms  INTEGER,
+    health          TEXT
+);
+CREATE TABLE collector_files (
+    instance      TEXT NOT NULL,
+    file_name     TEXT NOT NULL,
+    identity      TEXT NOT NULL,
+    offset_bytes  INTEGER NOT NULL,
+    PRIMARY KEY (instance, file_name)
+);
 "#,
 ];
 
@@ -647,6 +673,54 @@ impl Store for SqliteStore {
 
     async fn list_downloads(&self, task_id: i64) -> Result<Vec<DownloadAudit>, StoreError> {
         self.read(move |c| tasks::list_downloads(c, task_id)).await
+    }
+
+    async fn claim_collector(
+        &self,
+        instance: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease: chrono::Duration,
+    ) -> Result<bool, StoreError> {
+        let (instance, owner) = (instance.to_owned(), owner.to_owned());
+        self.with(move |c| collectors::claim(c, &instance, &owner, now, lease))
+            .await
+    }
+
+    async fn release_collector(&self, instance: &str, owner: &str) -> Result<(), StoreError> {
+        let (instance, owner) = (instance.to_owned(), owner.to_owned());
+        self.with(move |c| collectors::release(c, &instance, &owner))
+            .await
+    }
+
+    async fn collector_files(&self, instance: &str) -> Result<Vec<LogFilePosition>, StoreError> {
+        let instance = instance.to_owned();
+        self.read(move |c| collectors::files(c, &instance)).await
+    }
+
+    async fn commit_collected(&self, batch: CollectedBatch) -> Result<(), StoreError> {
+        self.with(move |c| collectors::commit(c, &batch)).await
+    }
+
+    async fn replace_running(
+        &self,
+        instance: &str,
+        running: Vec<QueryRecord>,
+    ) -> Result<(), StoreError> {
+        let instance = instance.to_owned();
+        self.with(move |c| collectors::replace_running(c, &instance, &running))
+            .await
+    }
+
+    async fn put_collector_health(&self, instance: &str, health: &str) -> Result<(), StoreError> {
+        let (instance, health) = (instance.to_owned(), health.to_owned());
+        self.with(move |c| collectors::put_health(c, &instance, &health))
+            .await
+    }
+
+    async fn collector_health(&self, instance: &str) -> Result<Option<String>, StoreError> {
+        let instance = instance.to_owned();
+        self.read(move |c| collectors::health(c, &instance)).await
     }
 }
 

@@ -12,7 +12,8 @@ use rusqlite::{params, Connection, OptionalExtension, Row};
 
 const COLUMNS: &str =
     "instance, query_id, session_id, database, user_name, start_ms, duration_ms, \
-                       running, error, sql, plan_json, plan_text, row_count, source";
+                       running, error, sql, plan_json, plan_text, row_count, source, \
+                       pg_query_id, duration_us, sql_truncated, parameters";
 
 /// `gp_icontains(haystack, needle)`: the keyword rule of `contains_case_insensitive`, so SQLite
 /// matches exactly what the reference semantics say (SQLite's own LIKE is ASCII-only and treats
@@ -33,17 +34,29 @@ pub(super) fn register_functions(conn: &Connection) -> Result<(), StoreError> {
 
 pub(super) fn upsert(conn: &mut Connection, records: &[QueryRecord]) -> Result<u64, StoreError> {
     let tx = conn.transaction().map_err(backend)?;
+    upsert_in(&tx, records)?;
+    tx.commit().map_err(backend)?;
+    Ok(records.len() as u64)
+}
+
+/// The bulk upsert inside the caller's transaction.
+pub(super) fn upsert_in(
+    tx: &rusqlite::Transaction<'_>,
+    records: &[QueryRecord],
+) -> Result<(), StoreError> {
     {
         let mut insert = tx
             .prepare_cached(&format!(
-                "INSERT INTO query_records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
+                "INSERT INTO query_records ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)
                  ON CONFLICT (instance, query_id) DO UPDATE SET
                     session_id = excluded.session_id, database = excluded.database,
                     user_name = excluded.user_name, start_ms = excluded.start_ms,
                     duration_ms = excluded.duration_ms, running = excluded.running,
                     error = excluded.error, sql = excluded.sql, plan_json = excluded.plan_json,
                     plan_text = excluded.plan_text, row_count = excluded.row_count,
-                    source = excluded.source"
+                    source = excluded.source, pg_query_id = excluded.pg_query_id,
+                    duration_us = excluded.duration_us, sql_truncated = excluded.sql_truncated,
+                    parameters = excluded.parameters"
             ))
             .map_err(backend)?;
         for r in records {
@@ -63,12 +76,15 @@ pub(super) fn upsert(conn: &mut Connection, records: &[QueryRecord]) -> Result<u
                     r.plan_text,
                     r.rows,
                     r.source,
+                    r.pg_query_id,
+                    r.duration_us,
+                    r.sql_truncated,
+                    r.parameters,
                 ])
                 .map_err(backend)?;
         }
     }
-    tx.commit().map_err(backend)?;
-    Ok(records.len() as u64)
+    Ok(())
 }
 
 /// The WHERE clause and its parameters for a filter (without `maxCost`, which cuts afterwards).
@@ -467,6 +483,10 @@ fn to_record(r: &Row<'_>) -> rusqlite::Result<QueryRecord> {
         plan_text: r.get(11)?,
         rows: r.get(12)?,
         source: r.get(13)?,
+        pg_query_id: r.get(14)?,
+        duration_us: r.get(15)?,
+        sql_truncated: r.get(16)?,
+        parameters: r.get(17)?,
     })
 }
 
@@ -494,6 +514,7 @@ mod tests {
             plan_text: None,
             rows: None,
             source: "test".into(),
+            ..Default::default()
         }
     }
 

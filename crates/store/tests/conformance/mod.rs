@@ -1,6 +1,7 @@
 //! The store conformance suite: every back end runs these same checks through `run_all`.
 
 mod accounts;
+mod collectors;
 mod records;
 mod tasks;
 
@@ -20,4 +21,6 @@ pub async fn run_all(store: &dyn Store) {
     tasks::retention_and_audit(store).await;
     tasks::streams_match_paged_search(store).await;
     tasks::settings_are_created_once(store).await;
+    collectors::leases_admit_one_collector(store).await;
+    collectors::finished_records_settle_running_ones(store).await;
 }

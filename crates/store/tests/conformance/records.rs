@@ -26,6 +26,7 @@ pub fn record(instance: &str, query_id: &str, at_ms: i64, duration_ms: i64) -> Q
         plan_text: None,
         rows: None,
         source: "test".into(),
+        ..Default::default()
     }
 }
 

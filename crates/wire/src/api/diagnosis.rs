@@ -313,6 +313,7 @@ mod tests {
             plan_text: None,
             rows: None,
             source: "t".into(),
+            ..Default::default()
         };
         let item = DiagnosisItem::from_record(&r);
         assert!(!item.sql_truncated);
