@@ -22,6 +22,7 @@
 use crate::client::{Account, Connection, RequestFactory, Signature};
 use crate::median;
 use crate::records::{cpu_seconds, pg_connect, thousands, PgCluster};
+use crate::rss::{status_kib, RssSampler, RSS_SAMPLE};
 use crate::servers::{self, ServerProcess};
 use anyhow::{bail, ensure, Context};
 use chrono::{DateTime, Duration as Span, Utc};
@@ -31,7 +32,6 @@ use gpdiag_ingest::import::BATCH;
 use gpdiag_store::{Store, StoreError};
 use hyper::StatusCode;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,8 +47,6 @@ const QUICK_COUNT: u64 = 200_000;
 const DATABASE: &str = "dw_prod";
 /// How often the task's status is asked for.
 const POLL: Duration = Duration::from_millis(50);
-/// How often the server's resident memory is sampled.
-const RSS_SAMPLE: Duration = Duration::from_millis(20);
 /// An export that takes longer than this is a failure of the run.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(1800);
 /// High enough that the status polls are never throttled.
@@ -711,49 +709,6 @@ fn params(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 /// The API's request time format, to the minute.
 fn api_minute(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%MZ").to_string()
-}
-
-/// A `kB` line of `/proc/<pid>/status`, such as `VmRSS:` or `VmHWM:`.
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-}
-
-/// Samples a process's VmRSS on its own thread until stopped; keeps the largest.
-struct RssSampler {
-    stop: Arc<AtomicBool>,
-    thread: std::thread::JoinHandle<Option<u64>>,
-}
-
-impl RssSampler {
-    fn start(pid: u32) -> Self {
-        let stop = Arc::new(AtomicBool::new(false));
-        let flag = stop.clone();
-        let thread = std::thread::spawn(move || {
-            let mut max = None;
-            while !flag.load(Ordering::Relaxed) {
-                if let Some(kib) = status_kib(pid, "VmRSS:") {
-                    max = max.max(Some(kib));
-                }
-                std::thread::sleep(RSS_SAMPLE);
-            }
-            // One last sample at the end.
-            if let Some(kib) = status_kib(pid, "VmRSS:") {
-                max = max.max(Some(kib));
-            }
-            max
-        });
-        Self { stop, thread }
-    }
-
-    /// The largest VmRSS seen, in KiB.
-    fn stop(self) -> Option<u64> {
-        self.stop.store(true, Ordering::Relaxed);
-        self.thread.join().ok().flatten()
-    }
 }
 
 /// A string literal for SQL text that cannot take parameters (COPY).

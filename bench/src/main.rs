@@ -7,9 +7,11 @@
 //! Benchmarks, not tests.
 
 mod client;
+mod collect;
 mod exports;
 mod load;
 mod records;
+mod rss;
 mod servers;
 
 use anyhow::{bail, Context};
@@ -71,6 +73,12 @@ enum Command {
 gpdiag records import --instance gp-bench0000 records.jsonl"
     )]
     Generate(GenerateArgs),
+    /// Ingest a generated PostgreSQL 15 csvlog and jsonlog with `gpdiag collect --once` and
+    /// time pgBadger on the same files.
+    #[command(
+        after_help = "Example:\n  gpdiag-bench collect --gpdiag target/release/gpdiag --quick"
+    )]
+    Collect(collect::CollectArgs),
 }
 
 #[derive(Args)]
@@ -156,6 +164,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Command::Generate(args) => generate_records(args),
+        Command::Collect(args) => collect::run(args),
     }
 }
 

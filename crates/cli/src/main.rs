@@ -1,15 +1,28 @@
-//! The `gpdiag` binary: `serve` runs the server; `keys` manages access keys in the store.
+//! The `gpdiag` binary: `serve` runs the server; `keys` manages access keys in the store;
+//! `records import` loads query records; `collect --once` reads server logs. The client
+//! commands (`instances`, `records search`, `export`, `exports`, `call`) live in `client/` and
+//! talk to a server over the signed API.
+
+mod client;
+mod collect;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use gpdiag_server::{app::new_access_key, Application, Config};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
 #[derive(Parser)]
 #[command(
     name = "gpdiag",
     version,
-    about = "Self-hosted query diagnosis for PostgreSQL and Greenplum fleets, speaking the AnalyticDB for PostgreSQL (gpdb 2016-05-03) API"
+    about = "Self-hosted query diagnosis for PostgreSQL and Greenplum fleets, speaking the AnalyticDB for PostgreSQL (gpdb 2016-05-03) API",
+    after_help = "Client commands take the key from ALIBABA_CLOUD_ACCESS_KEY_ID and ALIBABA_CLOUD_ACCESS_KEY_SECRET\n\
+(or --profile NAME) and the server from --endpoint or GPDIAG_ENDPOINT (default http://127.0.0.1:8080).\n\
+Exit codes and the credentials file: docs/cli.md.\n\n\
+Examples:\n  gpdiag serve --config /etc/gpdiag.toml\n  gpdiag instances list\n  \
+gpdiag export --instance gp-bp1analytics01 --database sales --start -6h --output last6h.csv\n  \
+gpdiag call DescribeDownloadRecords DBInstanceId=gp-bp1analytics01"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -36,12 +49,56 @@ enum Command {
         #[arg(long)]
         listen: Option<String>,
     },
+    /// Read what the configured instances' log directories hold now into the store, then
+    /// exit (for cron and batch use; `serve` collects continuously).
+    #[command(
+        after_help = "Reads every instance with an [instances.collect] log_dir; positions are kept in the\n\
+store, so a second run reads only what is new. Running queries are sampled by `serve` only.\n\n\
+Examples:\n  gpdiag collect --once --config /etc/gpdiag.toml\n  \
+gpdiag collect --once --config /etc/gpdiag.toml --instance gp-bp1analytics01"
+    )]
+    Collect {
+        /// Read once and exit (the only mode; `serve` collects continuously).
+        #[arg(long, required = true)]
+        once: bool,
+        /// Only this instance.
+        #[arg(long)]
+        instance: Option<String>,
+        #[command(flatten)]
+        config: ConfigArgs,
+    },
     /// Manage access keys.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  gpdiag keys create --account analytics\n  gpdiag keys disable LTAI0123456789abcdefghij"
+    )]
     Keys(KeysCommand),
-    /// Manage query records.
-    #[command(subcommand)]
+    /// Manage query records: import them into the store, search them through the API.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  gpdiag records import --instance gp-bp1analytics01 records.jsonl\n  \
+gpdiag records search --instance gp-bp1analytics01 --database sales --start -6h --top 20"
+    )]
     Records(RecordsCommand),
+    /// List and show the instances your key can see.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  gpdiag instances list\n  gpdiag instances show gp-bp1analytics01"
+    )]
+    Instances(client::instances::InstancesCommand),
+    /// Export diagnosis records to CSV (DownloadDiagnosisRecords); with --wait or --output,
+    /// wait for it with a progress bar and download the file.
+    Export(client::exports::ExportArgs),
+    /// List, download and cancel exports.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  gpdiag exports list --instance gp-bp1analytics01\n  \
+gpdiag exports download --instance gp-bp1analytics01 12 --output sales.csv\n  \
+gpdiag exports cancel --instance gp-bp1analytics01 12"
+    )]
+    Exports(client::exports::ExportsCommand),
+    /// Call any action with Name=Value parameters and print its JSON answer.
+    Call(client::call::CallArgs),
 }
 
 #[derive(Subcommand)]
@@ -67,6 +124,8 @@ zcat old.jsonl.gz | gpdiag records import --instance gp-bp1analytics01 -"
         #[command(flatten)]
         config: ConfigArgs,
     },
+    /// Search query records through the API (DescribeDiagnosisRecords, every page).
+    Search(Box<client::records::SearchArgs>),
 }
 
 #[derive(Subcommand)]
@@ -95,7 +154,7 @@ fn load_config(args: &ConfigArgs) -> anyhow::Result<Config> {
 }
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -105,33 +164,84 @@ async fn main() -> anyhow::Result<()> {
         )
         .init();
     match Cli::parse().command {
-        Command::Serve { config, listen } => serve(config, listen).await,
+        Command::Serve { config, listen } => exit_with(serve(config, listen).await),
         Command::Keys(KeysCommand::Create { account, config }) => {
-            let store = gpdiag_store::open(&load_config(&config)?.storage.url).await?;
-            store.ensure_account(&account).await?;
-            let key = new_access_key(&account);
-            store.put_key(&key).await?;
-            println!("Account: {account}");
-            println!("AccessKeyId: {}", key.id);
-            println!("AccessKeySecret: {}", key.secret.expose());
-            Ok(())
+            exit_with(create_key(&account, &config).await)
+        }
+        Command::Keys(KeysCommand::Disable { id, config }) => {
+            exit_with(disable_key(&id, &config).await)
         }
         Command::Records(RecordsCommand::Import {
             instance,
             file,
             skip_bad_lines,
             config,
-        }) => import_records(&load_config(&config)?, &instance, &file, skip_bad_lines).await,
-        Command::Keys(KeysCommand::Disable { id, config }) => {
-            let store = gpdiag_store::open(&load_config(&config)?.storage.url).await?;
-            store
-                .set_key_enabled(&id, false)
-                .await
-                .with_context(|| format!("cannot disable access key {id}"))?;
-            println!("Disabled access key {id}");
-            Ok(())
+        }) => exit_with(match load_config(&config) {
+            Ok(config) => import_records(&config, &instance, &file, skip_bad_lines).await,
+            Err(e) => Err(e),
+        }),
+        Command::Collect {
+            once: _,
+            instance,
+            config,
+        } => exit_with(match load_config(&config) {
+            Ok(config) => collect::collect_once(&config, instance.as_deref()).await,
+            Err(e) => Err(e),
+        }),
+        Command::Records(RecordsCommand::Search(args)) => {
+            client_exit(client::records::run(*args).await)
+        }
+        Command::Instances(command) => client_exit(client::instances::run(command).await),
+        Command::Export(args) => client_exit(client::exports::run_export(args).await),
+        Command::Exports(command) => client_exit(client::exports::run_exports(command).await),
+        Command::Call(args) => client_exit(client::call::run(args).await),
+    }
+}
+
+/// The operator commands' errors, printed as `main` returning `anyhow::Result` printed them.
+fn exit_with(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error: {e:?}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// The client commands' errors: one line (or a few) on standard error, and the documented
+/// exit code (docs/cli.md).
+fn client_exit(outcome: client::Outcome) -> ExitCode {
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            if !failure.message.is_empty() {
+                eprintln!("error: {}", failure.message);
+            }
+            ExitCode::from(failure.exit as u8)
+        }
+    }
+}
+
+async fn create_key(account: &str, config: &ConfigArgs) -> anyhow::Result<()> {
+    let store = gpdiag_store::open(&load_config(config)?.storage.url).await?;
+    store.ensure_account(account).await?;
+    let key = new_access_key(account);
+    store.put_key(&key).await?;
+    println!("Account: {account}");
+    println!("AccessKeyId: {}", key.id);
+    println!("AccessKeySecret: {}", key.secret.expose());
+    Ok(())
+}
+
+async fn disable_key(id: &str, config: &ConfigArgs) -> anyhow::Result<()> {
+    let store = gpdiag_store::open(&load_config(config)?.storage.url).await?;
+    store
+        .set_key_enabled(id, false)
+        .await
+        .with_context(|| format!("cannot disable access key {id}"))?;
+    println!("Disabled access key {id}");
+    Ok(())
 }
 
 async fn import_records(

@@ -22,3 +22,5 @@ pub mod plan;
 pub use lang::{Column, Lang};
 pub mod export;
 pub use export::{DownloadTask, ExportSpec, FileOptions, NewTask, TaskStatus};
+pub mod collector;
+pub use collector::CollectorHealth;

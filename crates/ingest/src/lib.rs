@@ -2,3 +2,5 @@
 //! them in batches through `Store::upsert_records`, the same bulk path the collectors use.
 
 pub mod import;
+pub mod logs;
+pub mod collect;

@@ -13,6 +13,7 @@ use chrono::Utc;
 use gpdiag_core::export::task_prefix;
 use gpdiag_core::{AccessKey, Clock, Instance, Secret, SystemClock};
 use gpdiag_export::{ExportSettings, Exporter};
+use gpdiag_ingest::collect::{host_name, Collector};
 use gpdiag_objects::Objects;
 use gpdiag_store::Store;
 use std::future::Future;
@@ -28,6 +29,9 @@ const REFRESH_INTERVAL: Duration = Duration::from_secs(1);
 /// How often expired exports are deleted.
 const RETENTION_INTERVAL: Duration = Duration::from_secs(3600);
 
+/// How long a stopping server waits for each collector to finish its step.
+const COLLECTOR_STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// The account created on a first start with no account configured.
 pub const BOOTSTRAP_ACCOUNT: &str = "default";
 
@@ -36,6 +40,7 @@ pub struct Application {
     state: Arc<AppState>,
     bootstrap_key: Option<AccessKey>,
     exporter: Arc<Exporter>,
+    collectors: Vec<Collector>,
     retention: chrono::Duration,
 }
 
@@ -122,11 +127,31 @@ impl Application {
             },
             public_url,
         });
+        // Stable across restarts of this server: a restarted server resumes collecting at once.
+        let collector_owner = format!("{}:{}", host_name(), listener.local_addr()?);
+        let collectors = config
+            .instances
+            .iter()
+            .filter_map(|i| i.collect.as_ref().map(|c| (i, c)))
+            .map(|(instance, settings)| {
+                let dsn = settings
+                    .resolved_dsn(env)
+                    .map_err(|e| anyhow::anyhow!("[instances.collect] of {}: {e}", instance.id))?;
+                Ok(Collector::new(
+                    &instance.id,
+                    settings.clone(),
+                    dsn,
+                    state.store.clone(),
+                    collector_owner.clone(),
+                ))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
         Ok(Self {
             listener,
             state,
             bootstrap_key,
             exporter,
+            collectors,
             retention: chrono::Duration::days(i64::from(config.exports.retention_days)),
         })
     }
@@ -173,12 +198,17 @@ impl Application {
         let background = [
             tokio::spawn(refresh(self.state.clone())),
             tokio::spawn(retention(self.state.clone(), self.retention)),
-            tokio::spawn(self.exporter.clone().run(workers_stopped)),
+            tokio::spawn(self.exporter.clone().run(workers_stopped.clone())),
             tokio::spawn(refresh_when_exports_end(
                 self.state.clone(),
                 self.exporter.ended(),
             )),
         ];
+        let collectors: Vec<_> = self
+            .collectors
+            .into_iter()
+            .map(|c| tokio::spawn(c.run(workers_stopped.clone())))
+            .collect();
         let router = Self::router(self.state.clone());
         let result = axum::serve(
             self.listener,
@@ -187,6 +217,14 @@ impl Application {
         .with_graceful_shutdown(shutdown)
         .await;
         let _ = stop_workers.send(true);
+        // Collectors finish their step and give their leases up, so another process (or a
+        // `gpdiag collect --once`) can take over at once.
+        for collector in collectors {
+            let abort = collector.abort_handle();
+            if tokio::time::timeout(COLLECTOR_STOP_GRACE, collector).await.is_err() {
+                abort.abort();
+            }
+        }
         // Exports in flight are dropped, not finished: their uploads never become visible, and
         // the next start takes them again. Waiting here means none outlives the server.
         for task in background {

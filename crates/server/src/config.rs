@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use gpdiag_core::{CoreVersion, InstanceMode, Secret};
+use gpdiag_ingest::collect::CollectSettings;
 use gpdiag_objects::ObjectsSettings;
 use serde::Deserialize;
 use std::net::SocketAddr;
@@ -148,6 +149,9 @@ pub struct InstanceConfig {
     pub status: String,
     #[serde(default)]
     pub description: String,
+    /// `[instances.collect]`: where this instance's diagnostics are collected from.
+    #[serde(default)]
+    pub collect: Option<CollectSettings>,
 }
 
 fn default_engine_version() -> String {
@@ -260,6 +264,11 @@ impl Config {
             }
             instance.core_version.parse::<CoreVersion>()?;
             instance.mode.parse::<InstanceMode>()?;
+            if let Some(collect) = &instance.collect {
+                collect
+                    .validate(&env)
+                    .map_err(|e| anyhow::anyhow!("[instances.collect] of {}: {e}", instance.id))?;
+            }
         }
         Ok(())
     }
@@ -360,6 +369,7 @@ mod tests {
             mode: "StorageElastic".into(),
             status: "Running".into(),
             description: String::new(),
+            collect: None,
         });
         assert!(c.validate(no_env).is_err());
         c.instances[0].core_version = "6.3.10.1".into();

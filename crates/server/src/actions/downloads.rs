@@ -31,6 +31,9 @@ pub async fn describe_download_records(
                 _ => String::new(),
             },
             exception_msg: t.exception_msg.clone(),
+            // The worker reports progress with each lease renewal; a renewal changes the tasks'
+            // generation, so the registry (refreshed every second) follows it.
+            rows_done: Some(t.rows.unwrap_or(t.rows_done)),
         });
     }
     Ok(DescribeDownloadRecordsResponse { records })

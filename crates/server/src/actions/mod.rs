@@ -1,6 +1,7 @@
 //! The actions, one file per family, behind one exhaustive dispatch. Actions see a verified
 //! caller and domain types; they know nothing of HTTP.
 
+mod collectors;
 mod diagnosis;
 mod downloads;
 mod instances;
@@ -60,6 +61,13 @@ pub async fn dispatch(
         Action::CancelDownloadTask => to_body(
             &downloads::cancel_download_task(ctx, CancelDownloadTaskRequest::from_params(params)?)
                 .await?,
+        ),
+        Action::DescribeCollectorStatus => to_body(
+            &collectors::describe_collector_status(
+                ctx,
+                gpdiag_wire::api::collectors::DescribeCollectorStatusRequest::from_params(params)?,
+            )
+            .await?,
         ),
         Action::DescribeDiagnosisRecords => to_body(
             &diagnosis::describe_diagnosis_records(

@@ -49,6 +49,7 @@ fn instance(
         mode: mode.into(),
         status: status.into(),
         description: format!("{id} description"),
+        collect: None,
     }
 }
 

@@ -94,6 +94,7 @@ async fn vector_app() -> TestApp {
             mode: "StorageElastic".into(),
             status: "Running".into(),
             description: String::new(),
+            collect: None,
         });
     })
     .await

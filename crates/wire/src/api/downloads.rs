@@ -37,6 +37,12 @@ pub struct DownloadRecord {
     pub status: String,
     pub download_url: String,
     pub exception_msg: String,
+    /// gpdiag's extension, absent from the official model (whose SDKs drop unknown keys): rows
+    /// written so far while `running` (as of the worker's last report, every few seconds), the
+    /// file's row count once `finished`, the rows written before it stopped once `failed`.
+    /// `None` when reading an answer from a server that does not send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows_done: Option<u64>,
 }
 
 /// A boolean extra parameter: `true`/`false` in any case (Python's `str(True)` is `True`).

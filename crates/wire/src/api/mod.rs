@@ -2,6 +2,7 @@
 //! renders responses) and the client side (which builds requests and reads responses). One file
 //! per action family.
 
+pub mod collectors;
 pub mod diagnosis;
 pub mod downloads;
 pub mod instances;
@@ -23,6 +24,8 @@ pub enum Action {
     DownloadSlowSQLRecords,
     /// gpdiag's own: stops a running export.
     CancelDownloadTask,
+    /// gpdiag's own: the health of an instance's collector.
+    DescribeCollectorStatus,
 }
 
 impl Action {
@@ -37,6 +40,7 @@ impl Action {
         Action::DownloadDiagnosisRecords,
         Action::DownloadSlowSQLRecords,
         Action::CancelDownloadTask,
+        Action::DescribeCollectorStatus,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +55,7 @@ impl Action {
             Action::DownloadDiagnosisRecords => "DownloadDiagnosisRecords",
             Action::DownloadSlowSQLRecords => "DownloadSlowSQLRecords",
             Action::CancelDownloadTask => "CancelDownloadTask",
+            Action::DescribeCollectorStatus => "DescribeCollectorStatus",
         }
     }
 

@@ -1,0 +1,160 @@
+//! Running the client commands of the real `gpdiag` binary against a real `gpdiag serve`: a
+//! clean environment (no ALIBABA_CLOUD_* or GPDIAG_* from the developer's shell, HOME in the
+//! test's directory so no real credentials file is read), the test key, captured output.
+
+use crate::support::{creds, BIN};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// What one run printed and how it exited.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+    pub args: Vec<String>,
+}
+
+impl Run {
+    pub fn stdout_text(&self) -> String {
+        String::from_utf8(self.stdout.clone()).expect("stdout is UTF-8")
+    }
+
+    /// Asserts a zero exit and returns self.
+    #[track_caller]
+    pub fn ok(&self) -> &Self {
+        assert_eq!(
+            self.code,
+            0,
+            "gpdiag {:?} failed:\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args,
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        );
+        self
+    }
+
+    /// Asserts exit `code` and that standard error says each of `says`.
+    #[track_caller]
+    pub fn fails(&self, code: i32, says: &[&str]) -> &Self {
+        assert_eq!(
+            self.code,
+            code,
+            "gpdiag {:?}: expected exit {code}:\n--- stdout ---\n{}\n--- stderr ---\n{}",
+            self.args,
+            String::from_utf8_lossy(&self.stdout),
+            self.stderr
+        );
+        for text in says {
+            assert!(
+                self.stderr.contains(text),
+                "gpdiag {:?}: stderr lacks {text:?}:\n{}",
+                self.args,
+                self.stderr
+            );
+        }
+        assert!(
+            self.stdout.is_empty(),
+            "a failure prints nothing on stdout: {:?}",
+            String::from_utf8_lossy(&self.stdout)
+        );
+        self
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.stdout).unwrap_or_else(|e| {
+            panic!(
+                "gpdiag {:?}: stdout is not JSON ({e}):\n{}",
+                self.args,
+                String::from_utf8_lossy(&self.stdout)
+            )
+        })
+    }
+}
+
+/// How to run the client against one server.
+#[derive(Clone)]
+pub struct Cli {
+    pub dir: PathBuf,
+    pub env: Vec<(String, String)>,
+}
+
+impl Cli {
+    /// The test key in ALIBABA_CLOUD_ACCESS_KEY_ID/SECRET and the server in GPDIAG_ENDPOINT.
+    pub fn new(addr: &str, dir: &Path) -> Cli {
+        let key = creds();
+        Cli {
+            dir: dir.to_owned(),
+            env: vec![
+                ("GPDIAG_ENDPOINT".into(), format!("http://{addr}")),
+                ("ALIBABA_CLOUD_ACCESS_KEY_ID".into(), key.access_key_id),
+                (
+                    "ALIBABA_CLOUD_ACCESS_KEY_SECRET".into(),
+                    key.access_key_secret,
+                ),
+            ],
+        }
+    }
+
+    /// A copy with `name` set to `value` (replacing it), or removed when `value` is None.
+    pub fn with(&self, name: &str, value: Option<&str>) -> Cli {
+        let mut cli = self.clone();
+        cli.env.retain(|(n, _)| n != name);
+        if let Some(v) = value {
+            cli.env.push((name.into(), v.into()));
+        }
+        cli
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(BIN);
+        command
+            .args(args)
+            .current_dir(&self.dir)
+            .stdin(Stdio::null());
+        for (name, _) in std::env::vars_os() {
+            let name_text = name.to_string_lossy();
+            if name_text.starts_with("GPDIAG_")
+                || name_text.starts_with("ALIBABA_CLOUD_")
+                || name_text == "XDG_CONFIG_HOME"
+            {
+                command.env_remove(&name);
+            }
+        }
+        command.env("HOME", &self.dir);
+        command.envs(self.env.iter().map(|(k, v)| (k, v)));
+        command
+    }
+
+    /// Runs to the end with stdout and stderr captured (pipes: neither is a terminal).
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap();
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: out.stdout,
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            args: args.iter().map(|a| a.to_string()).collect(),
+        };
+        // Standard error is a pipe here: no colours, no bars redrawn with carriage returns.
+        assert!(
+            !run.stderr.contains('\x1b') && !run.stderr.contains('\r'),
+            "gpdiag {args:?} drew on a non-terminal stderr: {:?}",
+            run.stderr
+        );
+        run
+    }
+
+    /// Starts a run in the background, its stdout and stderr going to files.
+    pub fn spawn(&self, args: &[&str], stdout: &Path, stderr: &Path) -> Child {
+        self.command(args)
+            .stdout(std::fs::File::create(stdout).unwrap())
+            .stderr(std::fs::File::create(stderr).unwrap())
+            .spawn()
+            .unwrap()
+    }
+}

@@ -1,0 +1,246 @@
+//! The log tailer against a real directory and a real SQLite store: resuming after a restart,
+//! partial trailing records, rotation, renames, truncation and vanished files. The records
+//! themselves are the parser's business (logs_fixtures.rs); here every scenario must end with
+//! exactly the records one uninterrupted read gives.
+
+use gpdiag_core::{QueryRecord, RecordFilter, RecordOrder, TimeWindow};
+use gpdiag_ingest::collect::Tailer;
+use gpdiag_ingest::logs::LogFormat;
+use gpdiag_store::{SqliteStore, Store};
+use std::path::{Path, PathBuf};
+
+const MAX_RECORD: usize = 1 << 20;
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/fixtures/postgresql-15")
+        .join(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The fixture with its sessions renamed, so its records are new ones.
+fn other_sessions(bytes: &[u8]) -> Vec<u8> {
+    String::from_utf8_lossy(bytes)
+        .replace(",6b1312", ",7b1312")
+        .replace("\"session_id\":\"6b1312", "\"session_id\":\"7b1312")
+        .into_bytes()
+}
+
+struct Setup {
+    _dir: tempfile::TempDir,
+    logs: PathBuf,
+    db: PathBuf,
+}
+
+fn setup() -> Setup {
+    let dir = tempfile::tempdir().unwrap();
+    let logs = dir.path().join("log");
+    std::fs::create_dir(&logs).unwrap();
+    let db = dir.path().join("gpdiag.db");
+    Setup {
+        _dir: dir,
+        logs,
+        db,
+    }
+}
+
+async fn store(path: &Path) -> SqliteStore {
+    SqliteStore::open(path.to_str().unwrap()).await.unwrap()
+}
+
+async fn all_records(store: &dyn Store, instance: &str) -> Vec<QueryRecord> {
+    let start = chrono::DateTime::from_timestamp(0, 0).unwrap();
+    let end = chrono::DateTime::from_timestamp(4_000_000_000, 0).unwrap();
+    let filter = RecordFilter {
+        instance: instance.into(),
+        database: None,
+        window: TimeWindow::new(start, end).unwrap(),
+        user: None,
+        keyword: None,
+        condition: None,
+    };
+    let mut stream = store.stream_records(&filter, RecordOrder::default(), 1000);
+    let mut out = Vec::new();
+    while let Some(batch) = stream.recv().await {
+        out.extend(batch.unwrap());
+    }
+    out.sort_by(|a, b| a.query_id.cmp(&b.query_id));
+    out
+}
+
+/// What one uninterrupted read of `files` (name, bytes) stores.
+async fn reference(format: LogFormat, files: &[(&str, Vec<u8>)]) -> Vec<QueryRecord> {
+    let s = setup();
+    for (name, bytes) in files {
+        std::fs::write(s.logs.join(name), bytes).unwrap();
+    }
+    let store = store(&s.db).await;
+    let mut tailer = Tailer::new("gp-ref", &s.logs, format, MAX_RECORD);
+    tailer.pass(&store).await.unwrap();
+    let mut records = all_records(&store, "gp-ref").await;
+    for r in &mut records {
+        r.instance = "gp-1".into();
+    }
+    records
+}
+
+fn append(path: &Path, bytes: &[u8]) {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+fn keys(records: &[QueryRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.query_id.as_str()).collect()
+}
+
+#[tokio::test]
+async fn resumes_where_it_stopped_and_waits_for_partial_records() {
+    for (format, name) in [
+        (LogFormat::Csvlog, "csvlog_sample.csv"),
+        (LogFormat::Jsonlog, "jsonlog_sample.json"),
+    ] {
+        let bytes = fixture(name);
+        let file = format!("postgresql-1{}", format.file_extension());
+        let expected = reference(format, &[(&file, bytes.clone())]).await;
+        assert!(expected.len() > 150, "{name}: only {} records", expected.len());
+
+        let s = setup();
+        let path = s.logs.join(&file);
+        // Cut inside a record, at several points, restarting the tailer (a gpdiag restart)
+        // after every piece.
+        let cuts = [0, bytes.len() / 7, bytes.len() / 3 + 11, bytes.len() / 2 + 3, bytes.len() - 1];
+        let mut previous = 0;
+        for &cut in cuts.iter().chain([bytes.len()].iter()) {
+            append(&path, &bytes[previous..cut]);
+            previous = cut;
+            let store = store(&s.db).await;
+            let mut tailer = Tailer::new("gp-1", &s.logs, format, MAX_RECORD);
+            let stats = tailer.pass(&store).await.unwrap();
+            assert_eq!(stats.bad_records, 0, "{name} cut at {cut}");
+            let now = all_records(&store, "gp-1").await;
+            // Never more than the whole file gives, never a record that differs from it.
+            for r in &now {
+                let want = expected
+                    .iter()
+                    .find(|e| e.query_id == r.query_id)
+                    .unwrap_or_else(|| panic!("{name}: unexpected record {}", r.query_id));
+                if cut == bytes.len() {
+                    assert_eq!(r, want, "{name}");
+                }
+            }
+        }
+        let store = store(&s.db).await;
+        assert_eq!(keys(&all_records(&store, "gp-1").await), keys(&expected), "{name}");
+        assert_eq!(all_records(&store, "gp-1").await, expected, "{name}");
+        let positions = store.collector_files("gp-1").await.unwrap();
+        assert_eq!(positions.len(), 1);
+        assert_eq!(positions[0].offset, bytes.len() as u64, "{name}");
+
+        // Nothing new: a further pass reads nothing.
+        let mut tailer = Tailer::new("gp-1", &s.logs, format, MAX_RECORD);
+        let stats = tailer.pass(&store).await.unwrap();
+        assert_eq!((stats.bytes, stats.records, stats.lag_bytes), (0, 0, 0), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn one_tailer_follows_appends_rotation_and_new_files() {
+    let bytes = fixture("csvlog_sample.csv");
+    let second = other_sessions(&bytes);
+    let expected = reference(
+        LogFormat::Csvlog,
+        &[("a.csv", bytes.clone()), ("b.csv", second.clone())],
+    )
+    .await;
+    let s = setup();
+    let store = store(&s.db).await;
+    let mut tailer = Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD);
+    let half = bytes.len() / 2;
+    append(&s.logs.join("a.csv"), &bytes[..half]);
+    tailer.pass(&store).await.unwrap();
+    append(&s.logs.join("a.csv"), &bytes[half..]);
+    // The server rotates: a new file appears, and the old one stays.
+    append(&s.logs.join("b.csv"), &second[..100]);
+    tailer.pass(&store).await.unwrap();
+    append(&s.logs.join("b.csv"), &second[100..]);
+    // Files of the other format are not read.
+    std::fs::write(s.logs.join("b.json"), b"{not json\n").unwrap();
+    let stats = tailer.pass(&store).await.unwrap();
+    assert_eq!((stats.files, stats.bad_records, stats.lag_bytes), (2, 0, 0));
+    assert_eq!(all_records(&store, "gp-1").await, expected);
+}
+
+#[tokio::test]
+async fn a_renamed_file_is_not_read_again_and_a_truncated_one_is_read_from_the_start() {
+    let bytes = fixture("csvlog_sample.csv");
+    let second = other_sessions(&bytes);
+    let s = setup();
+    let store = store(&s.db).await;
+    append(&s.logs.join("current.csv"), &bytes);
+    Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD)
+        .pass(&store)
+        .await
+        .unwrap();
+    let before = all_records(&store, "gp-1").await;
+
+    // An outside rotation renames the file while gpdiag is down; the restarted tailer knows
+    // it by its identity and reads nothing of it again.
+    std::fs::rename(s.logs.join("current.csv"), s.logs.join("previous.csv")).unwrap();
+    let mut tailer = Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD);
+    let stats = tailer.pass(&store).await.unwrap();
+    assert_eq!(stats.bytes, 0, "the renamed file was read again");
+    assert_eq!(all_records(&store, "gp-1").await, before);
+    let names: Vec<_> = store
+        .collector_files("gp-1")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.file_name)
+        .collect();
+    assert_eq!(names, vec!["previous.csv".to_owned()], "the old name is forgotten");
+
+    // Truncated in place and written anew (copytruncate): read from its start.
+    std::fs::write(s.logs.join("previous.csv"), &second[..second.len() / 3]).unwrap();
+    let stats = tailer.pass(&store).await.unwrap();
+    assert!(stats.bytes > 0 && stats.records > 0, "{stats:?}");
+    let after = all_records(&store, "gp-1").await;
+    assert!(after.len() > before.len());
+    assert!(after.iter().any(|r| r.session_id.starts_with("7b1312")));
+
+    // A deleted file's position is dropped; its records stay.
+    std::fs::remove_file(s.logs.join("previous.csv")).unwrap();
+    tailer.pass(&store).await.unwrap();
+    assert!(store.collector_files("gp-1").await.unwrap().is_empty());
+    assert_eq!(all_records(&store, "gp-1").await.len(), after.len());
+}
+
+#[tokio::test]
+async fn an_oversized_statement_is_stored_cut_and_flagged_and_reading_goes_on() {
+    let s = setup();
+    let store = store(&s.db).await;
+    let huge = format!("SELECT '{}'", "x".repeat(3 * MAX_RECORD));
+    let line = |n: u32, sql: &str| {
+        format!(
+            "2026-12-04 19:21:24.765 UTC,\"u\",\"db\",6275,\"127.0.0.1:1\",6b1312b4.1883,{n},\"SELECT\",\
+2026-12-04 19:21:24 UTC,3/2,0,LOG,00000,\"duration: 1.500 ms  statement: {}\",,,,,,,,,\"psql\",\"client backend\",,0\n",
+            sql.replace('"', "\"\"")
+        )
+    };
+    append(&s.logs.join("p.csv"), line(1, &huge).as_bytes());
+    append(&s.logs.join("p.csv"), line(2, "SELECT 2").as_bytes());
+    let mut tailer = Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD);
+    let stats = tailer.pass(&store).await.unwrap();
+    assert_eq!(stats.bad_records, 0);
+    let records = all_records(&store, "gp-1").await;
+    assert_eq!(keys(&records), vec!["6b1312b4.1883:1", "6b1312b4.1883:2"]);
+    assert!(records[0].sql_truncated);
+    assert!(records[0].sql.len() <= MAX_RECORD && records[0].sql.starts_with("SELECT 'xxx"));
+    assert_eq!(records[0].duration_us, Some(1500));
+    assert!(!records[1].sql_truncated);
+    assert_eq!(records[1].sql, "SELECT 2");
+}
