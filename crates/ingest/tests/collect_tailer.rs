@@ -107,13 +107,23 @@ async fn resumes_where_it_stopped_and_waits_for_partial_records() {
         let bytes = fixture(name);
         let file = format!("postgresql-1{}", format.file_extension());
         let expected = reference(format, &[(&file, bytes.clone())]).await;
-        assert!(expected.len() > 150, "{name}: only {} records", expected.len());
+        assert!(
+            expected.len() > 150,
+            "{name}: only {} records",
+            expected.len()
+        );
 
         let s = setup();
         let path = s.logs.join(&file);
         // Cut inside a record, at several points, restarting the tailer (a gpdiag restart)
         // after every piece.
-        let cuts = [0, bytes.len() / 7, bytes.len() / 3 + 11, bytes.len() / 2 + 3, bytes.len() - 1];
+        let cuts = [
+            0,
+            bytes.len() / 7,
+            bytes.len() / 3 + 11,
+            bytes.len() / 2 + 3,
+            bytes.len() - 1,
+        ];
         let mut previous = 0;
         for &cut in cuts.iter().chain([bytes.len()].iter()) {
             append(&path, &bytes[previous..cut]);
@@ -135,7 +145,11 @@ async fn resumes_where_it_stopped_and_waits_for_partial_records() {
             }
         }
         let store = store(&s.db).await;
-        assert_eq!(keys(&all_records(&store, "gp-1").await), keys(&expected), "{name}");
+        assert_eq!(
+            keys(&all_records(&store, "gp-1").await),
+            keys(&expected),
+            "{name}"
+        );
         assert_eq!(all_records(&store, "gp-1").await, expected, "{name}");
         let positions = store.collector_files("gp-1").await.unwrap();
         assert_eq!(positions.len(), 1);
@@ -144,7 +158,11 @@ async fn resumes_where_it_stopped_and_waits_for_partial_records() {
         // Nothing new: a further pass reads nothing.
         let mut tailer = Tailer::new("gp-1", &s.logs, format, MAX_RECORD);
         let stats = tailer.pass(&store).await.unwrap();
-        assert_eq!((stats.bytes, stats.records, stats.lag_bytes), (0, 0, 0), "{name}");
+        assert_eq!(
+            (stats.bytes, stats.records, stats.lag_bytes),
+            (0, 0, 0),
+            "{name}"
+        );
     }
 }
 
@@ -202,7 +220,11 @@ async fn a_renamed_file_is_not_read_again_and_a_truncated_one_is_read_from_the_s
         .into_iter()
         .map(|p| p.file_name)
         .collect();
-    assert_eq!(names, vec!["previous.csv".to_owned()], "the old name is forgotten");
+    assert_eq!(
+        names,
+        vec!["previous.csv".to_owned()],
+        "the old name is forgotten"
+    );
 
     // Truncated in place and written anew (copytruncate): read from its start.
     std::fs::write(s.logs.join("previous.csv"), &second[..second.len() / 3]).unwrap();

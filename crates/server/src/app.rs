@@ -221,7 +221,10 @@ impl Application {
         // `gpdiag collect --once`) can take over at once.
         for collector in collectors {
             let abort = collector.abort_handle();
-            if tokio::time::timeout(COLLECTOR_STOP_GRACE, collector).await.is_err() {
+            if tokio::time::timeout(COLLECTOR_STOP_GRACE, collector)
+                .await
+                .is_err()
+            {
                 abort.abort();
             }
         }
