@@ -727,7 +727,7 @@ fn greenplum_coordinator_lines_become_records() {
     let records = records(LogFormat::GreenplumCsvlog, &entries);
     assert_eq!(records.len(), 2);
     let done = &records[0];
-    assert_eq!(done.query_id, "con42:7");
+    assert_eq!(done.query_id, "con42:p20042:7");
     assert_eq!(done.session_id, "con42");
     assert_eq!(done.sql, sql);
     assert_eq!(done.duration_us, Some(1_500_250));
@@ -737,7 +737,7 @@ fn greenplum_coordinator_lines_become_records() {
     assert_eq!(done.source, "greenplum-csvlog");
     assert_eq!(done.pg_query_id, None);
     let failed = &records[1];
-    assert_eq!(failed.query_id, "con42:8");
+    assert_eq!(failed.query_id, "con42:p20042:8");
     assert_eq!(
         failed.error.as_deref(),
         Some("42P01: relation \"missing\" does not exist")

@@ -103,6 +103,11 @@ impl Server {
     /// Starts `gpdiag serve --config CONFIG` on a free port (port 0, read back from the log),
     /// with `GPDIAG_LOG=info` and no other `GPDIAG_*` variable from the test's environment.
     pub fn start(config: &Path, log: &Path) -> Server {
+        Server::start_on(config, log, "127.0.0.1:0")
+    }
+
+    /// `start`, listening on `listen` (a restarted server takes its predecessor's address).
+    pub fn start_on(config: &Path, log: &Path, listen: &str) -> Server {
         let out = fs::File::create(log).unwrap();
         let err = out.try_clone().unwrap();
         let mut command = Command::new(BIN);
@@ -110,7 +115,7 @@ impl Server {
             .arg("serve")
             .arg("--config")
             .arg(config)
-            .args(["--listen", "127.0.0.1:0"])
+            .args(["--listen", listen])
             .current_dir(config.parent().unwrap())
             .stdin(Stdio::null())
             .stdout(out)
@@ -497,7 +502,7 @@ pub fn check_export(bytes: &[u8], ids: std::ops::Range<u64>) -> u64 {
     rows
 }
 
-fn script(name: &str) -> PathBuf {
+pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../scripts")
         .join(name)

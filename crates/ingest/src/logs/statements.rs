@@ -400,16 +400,21 @@ impl StatementBuilder {
         belongs.then_some(plan)
     }
 
-    /// The per-execution key: PostgreSQL `session:line`, Greenplum `session:command_count`;
+    /// The per-execution key: PostgreSQL `session:line`, Greenplum
+    /// `session:p<pid>:command_count` (Greenplum numbers sessions from 1 again after a restart;
+    /// the coordinator backend's pid keeps a new session from taking an old one's keys);
     /// `session:@offset` for a record without them (never seen in practice).
     fn key(&self, entry: &LogEntry) -> String {
         let n = match self.format {
             LogFormat::GreenplumCsvlog => entry.command_count,
             _ => entry.line_num,
         };
-        match n {
-            Some(n) => format!("{}:{}", entry.session_id, n),
-            None => format!("{}:@{}", entry.session_id, entry.offset_start),
+        match (n, self.format, entry.pid) {
+            (Some(n), LogFormat::GreenplumCsvlog, Some(pid)) => {
+                format!("{}:p{pid}:{n}", entry.session_id)
+            }
+            (Some(n), _, _) => format!("{}:{}", entry.session_id, n),
+            (None, _, _) => format!("{}:@{}", entry.session_id, entry.offset_start),
         }
     }
 
