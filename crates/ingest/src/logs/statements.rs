@@ -140,6 +140,8 @@ struct PendingPlan {
 
 /// An execute record already pushed, kept for one record in case its plan follows it.
 struct HeldExecute {
+    /// Where its record starts: a restart before its plan arrives reads it again.
+    offset: u64,
     line_num: Option<i64>,
     command_count: Option<i64>,
     record: QueryRecord,
@@ -267,10 +269,12 @@ impl StatementBuilder {
         }
     }
 
-    /// The start offset of the oldest plan still waiting for its statement (a restart must
-    /// re-read from there), if any.
+    /// The start offset of the oldest plan still waiting for its statement, or of an execute
+    /// whose plan may still follow (a restart must re-read from there), if any.
     pub fn oldest_pending_offset(&self) -> Option<u64> {
-        self.plans.oldest().map(|p| p.offset)
+        let plan = self.plans.oldest().map(|p| p.offset);
+        let execute = self.executes.oldest().map(|e| e.offset);
+        plan.into_iter().chain(execute).min()
     }
 
     /// Sessions with a plan waiting for its statement.
@@ -299,6 +303,7 @@ impl StatementBuilder {
             Message::Statement { us, sql } | Message::Execute { us, sql } => {
                 let plan = self.take_plan(&entry);
                 let held = HeldExecute {
+                    offset: entry.offset_start,
                     line_num: entry.line_num,
                     command_count: entry.command_count,
                     record: self.finished(entry, us, sql, plan),
