@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 /// Bytes read from a file per step; each step's records are committed together.
 const CHUNK: usize = 8 << 20;
 
+/// How far behind the end of what was read a saved position may stay for a plan or execute
+/// still waiting for its partner. One backend writes the two back to back, so they are never
+/// far apart; a session that goes idle in between must not make every restart re-read
+/// gigabytes.
+const RESUME_WINDOW: u64 = 8 << 20;
+
 /// What one pass over the directory did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct TailStats {
@@ -249,7 +255,9 @@ impl Tailer {
             stats.records += step.records.len() as u64;
             // A restart re-reads from the oldest plan still waiting for its statement; the
             // records before it are written again unchanged (their keys are deterministic).
-            let offset = pending.map_or(committed, |pending| pending.min(committed));
+            let offset = pending.map_or(committed, |pending| {
+                pending.clamp(committed.saturating_sub(RESUME_WINDOW), committed)
+            });
             let position = LogFilePosition {
                 file_name: file.name.clone(),
                 identity: file.identity.clone(),
