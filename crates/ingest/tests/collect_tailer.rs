@@ -284,39 +284,39 @@ fn statement_line(session: &str, n: u32, message: &str) -> String {
 
 #[tokio::test]
 async fn a_session_gone_idle_after_an_execute_holds_the_position_back_only_so_far() {
-    let s = setup();
-    let store = store(&s.db).await;
-    let path = s.logs.join("p.csv");
-    // An execute whose plan could still follow, then its session goes quiet while another
-    // session logs 12 MiB.
-    append(
-        &path,
-        statement_line(
+    for (busy_records, held) in [(100, true), (12_000, false)] {
+        let s = setup();
+        let store = store(&s.db).await;
+        let path = s.logs.join("p.csv");
+        // An execute whose plan could still follow, then its session goes quiet while another
+        // session logs 100 KB, or 12 MB.
+        let execute = statement_line(
             "7c000000.1",
             1,
             "duration: 0.042 ms  execute <unnamed>: SELECT 1",
-        )
-        .as_bytes(),
-    );
-    let filler = "x".repeat(1000);
-    let mut busy = String::new();
-    for n in 1..=12_000 {
-        busy.push_str(&statement_line(
-            "6b1312b4.1883",
-            n,
-            &format!("duration: 1.000 ms  statement: SELECT '{filler}'"),
-        ));
+        );
+        append(&path, execute.as_bytes());
+        let filler = "x".repeat(1000);
+        let mut busy = String::new();
+        for n in 1..=busy_records {
+            busy.push_str(&statement_line(
+                "6b1312b4.1883",
+                n,
+                &format!("duration: 1.000 ms  statement: SELECT '{filler}'"),
+            ));
+        }
+        append(&path, busy.as_bytes());
+        let mut tailer = Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD);
+        let stats = tailer.pass(&store).await.unwrap();
+        assert_eq!(stats.records, u64::from(busy_records) + 1);
+        let len = std::fs::metadata(&path).unwrap().len();
+        let offset = store.collector_files("gp-1").await.unwrap()[0].offset;
+        if held {
+            // Held back to the execute's own start, a record boundary.
+            assert_eq!(offset, 0, "{busy_records} records");
+        } else {
+            // Left more than 8 MiB behind, it stops waiting: the whole file is done.
+            assert_eq!(offset, len, "{busy_records} records");
+        }
     }
-    append(&path, busy.as_bytes());
-    let mut tailer = Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD);
-    let stats = tailer.pass(&store).await.unwrap();
-    assert_eq!(stats.records, 12_001);
-    let len = std::fs::metadata(&path).unwrap().len();
-    let offset = store.collector_files("gp-1").await.unwrap()[0].offset;
-    assert!(offset < len, "the waiting execute holds the position back");
-    assert!(
-        len - offset <= 8 << 20,
-        "a restart would re-read {} bytes",
-        len - offset
-    );
 }

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 /// Bytes read from a file per step; each step's records are committed together.
 const CHUNK: usize = 8 << 20;
 
-/// How far behind the end of what was read a saved position may stay for a plan or execute
-/// still waiting for its partner. One backend writes the two back to back, so they are never
+/// How far behind the end of what was read a plan or execute may wait for its partner (and
+/// hold the saved position back). One backend writes the two back to back, so they are never
 /// far apart; a session that goes idle in between must not make every restart re-read
 /// gigabytes.
 const RESUME_WINDOW: u64 = 8 << 20;
@@ -33,9 +33,8 @@ pub struct TailStats {
 struct Followed {
     identity: String,
     reader: LogReader,
-    /// One per file: a plan and its statement are always written to the same file, and the
-    /// oldest waiting plan then is a position in this file.
-    builder: StatementBuilder,
+    /// Tells this file's entries apart in the statement builder.
+    source: u64,
     /// Where reading goes on in this process (the reader's own end of input).
     read_to: u64,
 }
@@ -46,6 +45,10 @@ pub struct Tailer {
     format: LogFormat,
     max_record_bytes: usize,
     files: HashMap<String, Followed>,
+    /// One for all files: the server may rotate between a plan and its statement. Taken
+    /// while a step parses off the async threads.
+    builder: Option<StatementBuilder>,
+    next_source: u64,
     /// Positions as last committed, by file name (loaded from the store at the first pass).
     saved: Option<HashMap<String, LogFilePosition>>,
 }
@@ -58,6 +61,8 @@ impl Tailer {
             format,
             max_record_bytes,
             files: HashMap::new(),
+            builder: Some(StatementBuilder::new(instance, format)),
+            next_source: 0,
             saved: None,
         }
     }
@@ -167,10 +172,11 @@ impl Tailer {
                 Followed {
                     identity: file.identity.clone(),
                     reader: LogReader::new(self.format, offset, self.max_record_bytes),
-                    builder: StatementBuilder::new(&self.instance, self.format),
+                    source: self.next_source,
                     read_to: offset,
                 },
             );
+            self.next_source += 1;
             // A position taken over from a renamed file, or reset by a truncation, is saved
             // under this name now, even when there is nothing new to read.
             let position = LogFilePosition {
@@ -194,6 +200,9 @@ impl Tailer {
             // Reading and parsing a chunk is blocking work: it runs off the async threads,
             // taking the file's reader and statement builder along and bringing them back.
             let mut followed = self.files.remove(&file.name).expect("present");
+            let Some(mut builder) = self.builder.take() else {
+                unreachable!("the builder is put back after every step")
+            };
             let read_path = path.clone();
             let step = tokio::task::spawn_blocking(move || {
                 let result = read_at(&read_path, followed.read_to, want).map(|bytes| {
@@ -202,9 +211,8 @@ impl Tailer {
                         bytes: bytes.len() as u64,
                         ..Step::default()
                     };
-                    let Followed {
-                        reader, builder, ..
-                    } = &mut followed;
+                    builder.set_source(followed.source);
+                    let reader = &mut followed.reader;
                     reader.push(&bytes, &mut |parsed| match parsed {
                         Parsed::Entry(entry) => builder.accept(entry, &mut step.records),
                         Parsed::Bad {
@@ -217,15 +225,22 @@ impl Tailer {
                                 .get_or_insert_with(|| format!("at byte {offset_start}: {reason}"));
                         }
                     });
+                    let committed = reader.committed_offset();
+                    builder.expire_before(committed.saturating_sub(RESUME_WINDOW));
+                    step.pending = builder.oldest_pending_offset();
                     step
                 });
-                (followed, result)
+                (followed, builder, result)
             })
             .await;
             let (followed, result) = match step {
-                Ok(done) => done,
+                Ok((followed, builder, result)) => {
+                    self.builder = Some(builder);
+                    (followed, result)
+                }
                 Err(e) => {
                     // Started again from the saved positions at the next pass.
+                    self.builder = Some(StatementBuilder::new(&self.instance, self.format));
                     self.saved = None;
                     self.files.clear();
                     return Err(TailError::File {
@@ -239,7 +254,6 @@ impl Tailer {
                 message: e.to_string(),
             })?;
             let committed = followed.reader.committed_offset();
-            let pending = followed.builder.oldest_pending_offset();
             self.files.insert(file.name.clone(), followed);
             if step.bytes == 0 {
                 break; // shrank under us; the next pass sees the truncation
@@ -253,11 +267,10 @@ impl Tailer {
             stats.bytes += step.bytes;
             stats.bad_records += step.bad;
             stats.records += step.records.len() as u64;
-            // A restart re-reads from the oldest plan still waiting for its statement; the
-            // records before it are written again unchanged (their keys are deterministic).
-            let offset = pending.map_or(committed, |pending| {
-                pending.clamp(committed.saturating_sub(RESUME_WINDOW), committed)
-            });
+            // A restart re-reads from the oldest plan (or execute) of this file still waiting
+            // for its partner, always a record's start; the records before it are written
+            // again unchanged (their keys are deterministic).
+            let offset = step.pending.map_or(committed, |p| p.min(committed));
             let position = LogFilePosition {
                 file_name: file.name.clone(),
                 identity: file.identity.clone(),
@@ -304,6 +317,8 @@ struct Step {
     records: Vec<QueryRecord>,
     bad: u64,
     first_bad: Option<String>,
+    /// Where this file's oldest plan or execute waiting for its partner starts.
+    pending: Option<u64>,
 }
 
 struct Listed {

@@ -130,6 +130,8 @@ fn modifies_table(plan: &str, json: bool) -> bool {
 
 /// A plan waiting for the query record of its session.
 struct PendingPlan {
+    /// The file it was read from (see [`StatementBuilder::set_source`]) and where it starts.
+    source: u64,
     offset: u64,
     line_num: Option<i64>,
     command_count: Option<i64>,
@@ -140,7 +142,9 @@ struct PendingPlan {
 
 /// An execute record already pushed, kept for one record in case its plan follows it.
 struct HeldExecute {
-    /// Where its record starts: a restart before its plan arrives reads it again.
+    /// The file it was read from and where its record starts: a restart before its plan
+    /// arrives reads it again.
+    source: u64,
     offset: u64,
     line_num: Option<i64>,
     command_count: Option<i64>,
@@ -229,9 +233,21 @@ impl<V: Weight> SessionMap<V> {
         self.map.insert(session.to_owned(), (seq, v));
     }
 
-    fn oldest(&self) -> Option<&V> {
-        let (_, session) = self.order.first_key_value()?;
-        self.map.get(session).map(|(_, v)| v)
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values().map(|(_, v)| v)
+    }
+
+    /// Drops every value `stale` says is stale.
+    fn forget(&mut self, stale: impl Fn(&V) -> bool) {
+        let sessions: Vec<String> = self
+            .map
+            .iter()
+            .filter(|(_, (_, v))| stale(v))
+            .map(|(session, _)| session.clone())
+            .collect();
+        for session in sessions {
+            self.remove(&session);
+        }
     }
 }
 
@@ -241,6 +257,9 @@ pub struct StatementBuilder {
     format: LogFormat,
     plans: SessionMap<PendingPlan>,
     executes: SessionMap<HeldExecute>,
+    /// The file entries come from now. A plan and its statement may be written to two files
+    /// (the server rotates between any two records), so one builder serves every file.
+    source: u64,
 }
 
 impl StatementBuilder {
@@ -266,15 +285,41 @@ impl StatementBuilder {
             format,
             plans: SessionMap::new(max_sessions, max_pending_bytes),
             executes: SessionMap::new(max_sessions, max_pending_bytes),
+            source: 0,
         }
     }
 
-    /// The start offset of the oldest plan still waiting for its statement, or of an execute
-    /// whose plan may still follow (a restart must re-read from there), if any.
+    /// Says which file the next entries come from (any number that tells files apart).
+    pub fn set_source(&mut self, source: u64) {
+        self.source = source;
+    }
+
+    /// Stops waiting for partners of the current file's plans and executes that start before
+    /// `offset`: one backend writes a plan and its statement back to back, so one left far
+    /// behind (its session went idle, or its statement was never logged) has none to wait for.
+    pub fn expire_before(&mut self, offset: u64) {
+        let source = self.source;
+        self.plans
+            .forget(|p| p.source == source && p.offset < offset);
+        self.executes
+            .forget(|e| e.source == source && e.offset < offset);
+    }
+
+    /// In the current file, the start of the oldest plan still waiting for its statement, or
+    /// of an execute whose plan may still follow (a restart must re-read from there), if any.
     pub fn oldest_pending_offset(&self) -> Option<u64> {
-        let plan = self.plans.oldest().map(|p| p.offset);
-        let execute = self.executes.oldest().map(|e| e.offset);
-        plan.into_iter().chain(execute).min()
+        let source = self.source;
+        let plans = self
+            .plans
+            .values()
+            .filter(|p| p.source == source)
+            .map(|p| p.offset);
+        let executes = self
+            .executes
+            .values()
+            .filter(|e| e.source == source)
+            .map(|e| e.offset);
+        plans.chain(executes).min()
     }
 
     /// Sessions with a plan waiting for its statement.
@@ -301,8 +346,9 @@ impl StatementBuilder {
         match message {
             Message::Plan { body } => self.plan(entry, body, held, out),
             Message::Statement { us, sql } | Message::Execute { us, sql } => {
-                let plan = self.take_plan(&entry);
+                let plan = self.take_plan(&entry, entry.message.get(sql..).unwrap_or(""));
                 let held = HeldExecute {
+                    source: self.source,
                     offset: entry.offset_start,
                     line_num: entry.line_num,
                     command_count: entry.command_count,
@@ -327,7 +373,8 @@ impl StatementBuilder {
                 if matches!(entry.severity.as_str(), "ERROR" | "FATAL" | "PANIC")
                     && entry.statement.is_some()
                 {
-                    let plan = self.take_plan(&entry);
+                    let sql = entry.statement.as_deref().unwrap_or("");
+                    let plan = self.take_plan(&entry, sql);
                     out.push(self.failed(entry, plan));
                 }
             }
@@ -357,7 +404,8 @@ impl StatementBuilder {
                 }
                 _ => {
                     matches!((held.line_num, entry.line_num), (Some(e), Some(p)) if p == e + 1)
-                        && ids_agree(held.record.pg_query_id, entry.query_id)
+                        && (ids_agree(held.record.pg_query_id, entry.query_id)
+                            || plan_is_for(&text, json, &held.record.sql))
                 }
             };
             let has_plan = held.record.plan_json.is_some() || held.record.plan_text.is_some();
@@ -368,6 +416,7 @@ impl StatementBuilder {
             }
         }
         let plan = PendingPlan {
+            source: self.source,
             offset: entry.offset_start,
             line_num: entry.line_num,
             command_count: entry.command_count,
@@ -380,9 +429,9 @@ impl StatementBuilder {
         self.plans.insert(&entry.session_id, plan);
     }
 
-    /// The session's pending plan if it belongs to `entry`; the session's pending plan is gone
-    /// either way.
-    fn take_plan(&mut self, entry: &LogEntry) -> Option<PendingPlan> {
+    /// The session's pending plan if it belongs to `entry`, whose SQL is `sql`; the session's
+    /// pending plan is gone either way.
+    fn take_plan(&mut self, entry: &LogEntry, sql: &str) -> Option<PendingPlan> {
         if self.plans.is_empty() {
             return None;
         }
@@ -392,8 +441,13 @@ impl StatementBuilder {
                 plan.command_count.is_some() && plan.command_count == entry.command_count
             }
             _ => match (plan.line_num, entry.line_num) {
-                // The next line of the session, with the same query_id when both are known.
-                (Some(p), Some(s)) if s == p + 1 => ids_agree(plan.query_id, entry.query_id),
+                // The next line of the session, with the same query_id when both are known, or
+                // a plan of this very text: a multi-statement string's record carries its last
+                // statement's query_id, its plan an earlier one's.
+                (Some(p), Some(s)) if s == p + 1 => {
+                    ids_agree(plan.query_id, entry.query_id)
+                        || plan_is_for(&plan.text, plan.json, sql)
+                }
                 // A later line (records such as `temporary file:` are logged when the executor
                 // ends, after auto_explain) only when both query_ids are known and equal.
                 (Some(p), Some(s)) if s > p => {
@@ -503,6 +557,18 @@ impl StatementBuilder {
 }
 
 /// Two query_ids agree unless both are known and differ.
+/// Whether a JSON plan's `"Query Text"` is exactly `sql` (only read when query_ids disagree,
+/// so the common path never parses a plan).
+fn plan_is_for(plan: &str, json: bool, sql: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Head<'a> {
+        #[serde(rename = "Query Text", borrow)]
+        query_text: std::borrow::Cow<'a, str>,
+    }
+    json && !sql.is_empty()
+        && serde_json::from_str::<Head<'_>>(plan).is_ok_and(|head| head.query_text == sql)
+}
+
 fn ids_agree(a: Option<i64>, b: Option<i64>) -> bool {
     match (a, b) {
         (Some(a), Some(b)) => a == b,
