@@ -320,3 +320,45 @@ async fn a_session_gone_idle_after_an_execute_holds_the_position_back_only_so_fa
         }
     }
 }
+
+#[tokio::test]
+async fn a_restart_that_re_reads_a_statement_without_its_plan_keeps_the_plan() {
+    let s = setup();
+    let store = store(&s.db).await;
+    let path = s.logs.join("p.csv");
+    let plan = "duration: 0.400 ms  plan:\n{\n  \"Query Text\": \"SELECT 2\",\n  \"Plan\": {\n    \"Node Type\": \"Result\"\n  }\n}";
+    // Session a's plan, then session b's execute (held: its plan may follow), then a's
+    // statement. The saved position stays at b's execute, after a's plan.
+    let text = [
+        statement_line("6b1312b4.a", 1, plan),
+        statement_line(
+            "6b1312b4.b",
+            1,
+            "duration: 0.042 ms  execute <unnamed>: SELECT 1",
+        ),
+        statement_line("6b1312b4.a", 2, "duration: 0.500 ms  statement: SELECT 2"),
+    ]
+    .concat();
+    append(&path, text.as_bytes());
+    Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD)
+        .pass(&store)
+        .await
+        .unwrap();
+    let first = all_records(&store, "gp-1").await;
+    let statement = first.iter().find(|r| r.query_id == "6b1312b4.a:2").unwrap();
+    assert!(statement
+        .plan_json
+        .as_deref()
+        .unwrap()
+        .contains("\"Result\""));
+    let offset = store.collector_files("gp-1").await.unwrap()[0].offset;
+    assert_eq!(offset, statement_line("6b1312b4.a", 1, plan).len() as u64);
+
+    // A restart reads from there: a's statement comes again, without its plan.
+    let stats = Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD)
+        .pass(&store)
+        .await
+        .unwrap();
+    assert_eq!(stats.records, 2);
+    assert_eq!(all_records(&store, "gp-1").await, first);
+}

@@ -198,7 +198,8 @@ pub trait Store: Send + Sync + 'static {
     /// How far the log tailer of `instance` has read each file.
     async fn collector_files(&self, instance: &str) -> Result<Vec<LogFilePosition>, StoreError>;
 
-    /// One step of a log tailer, in one transaction: the records are upserted, every running
+    /// One step of a log tailer, in one transaction: the records are upserted (one written
+    /// again without a plan keeps the plan it has), every running
     /// record a finished record settles is removed (same session, started no later than the
     /// finished one ended), the positions are saved and the forgotten files' positions dropped.
     async fn commit_collected(&self, batch: CollectedBatch) -> Result<(), StoreError>;
@@ -214,6 +215,29 @@ pub trait Store: Send + Sync + 'static {
     async fn put_collector_health(&self, instance: &str, health: &str) -> Result<(), StoreError>;
 
     async fn collector_health(&self, instance: &str) -> Result<Option<String>, StoreError>;
+}
+
+/// What an upsert does to the plan of a record that exists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Plans {
+    Replace,
+    /// A record written again without a plan keeps the one it has: a tailer that re-reads a
+    /// log after a restart may meet a statement again without the plan logged before the
+    /// point it resumed from.
+    KeepWhenMissing,
+}
+
+impl Plans {
+    /// The SET assignments of the plan columns (the same SQL in both back ends).
+    pub(crate) fn assignments(self) -> &'static str {
+        match self {
+            Plans::Replace => "plan_json = excluded.plan_json, plan_text = excluded.plan_text",
+            Plans::KeepWhenMissing => {
+                "plan_json = coalesce(excluded.plan_json, query_records.plan_json), \
+                 plan_text = coalesce(excluded.plan_text, query_records.plan_text)"
+            }
+        }
+    }
 }
 
 /// Where a log tailer stands in one file of the server's log directory.

@@ -239,20 +239,23 @@ impl Tailer {
                     (followed, result)
                 }
                 Err(e) => {
-                    // Started again from the saved positions at the next pass.
-                    self.builder = Some(StatementBuilder::new(&self.instance, self.format));
-                    self.saved = None;
-                    self.files.clear();
+                    self.start_over();
                     return Err(TailError::File {
                         path,
                         message: format!("reading stopped: {e}"),
                     });
                 }
             };
-            let step = result.map_err(|e| TailError::File {
-                path: path.clone(),
-                message: e.to_string(),
-            })?;
+            let step = match result {
+                Ok(step) => step,
+                Err(e) => {
+                    self.start_over();
+                    return Err(TailError::File {
+                        path,
+                        message: e.to_string(),
+                    });
+                }
+            };
             let committed = followed.reader.committed_offset();
             self.files.insert(file.name.clone(), followed);
             if step.bytes == 0 {
@@ -276,12 +279,26 @@ impl Tailer {
                 identity: file.identity.clone(),
                 offset,
             };
-            self.commit(store, step.records, vec![position], Vec::new())
-                .await?;
+            if let Err(e) = self
+                .commit(store, step.records, vec![position], Vec::new())
+                .await
+            {
+                // What this step read is in memory only: start again from the saved positions.
+                self.start_over();
+                return Err(e);
+            }
         }
         let followed = &self.files[&file.name];
         stats.lag_bytes += file.size.saturating_sub(followed.reader.committed_offset());
         Ok(())
+    }
+
+    /// Forgets everything read but not committed: the next pass goes on from the positions
+    /// saved in the store.
+    fn start_over(&mut self) {
+        self.builder = Some(StatementBuilder::new(&self.instance, self.format));
+        self.saved = None;
+        self.files.clear();
     }
 
     async fn commit(

@@ -1,7 +1,7 @@
 //! Collector state in PostgreSQL: leases, health, log positions, and the running-record swaps.
 
 use super::{backend, records};
-use crate::{CollectedBatch, LogFilePosition, StoreError};
+use crate::{CollectedBatch, LogFilePosition, Plans, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::Object;
 use gpdiag_core::QueryRecord;
@@ -68,7 +68,7 @@ pub(super) async fn files(
 
 pub(super) async fn commit(client: &mut Object, batch: &CollectedBatch) -> Result<(), StoreError> {
     let tx = client.transaction().await.map_err(backend)?;
-    records::upsert_in(&tx, &batch.records).await?;
+    records::upsert_in(&tx, &batch.records, Plans::KeepWhenMissing).await?;
     for (session, end) in batch.settled_sessions() {
         tx.execute(
             "DELETE FROM query_records
@@ -113,7 +113,7 @@ pub(super) async fn replace_running(
     )
     .await
     .map_err(backend)?;
-    records::upsert_in(&tx, running).await?;
+    records::upsert_in(&tx, running, Plans::Replace).await?;
     tx.commit().await.map_err(backend)
 }
 

@@ -2,7 +2,7 @@
 //! (one [`Selection`] builds the SQL for both), lookups and dimensions.
 
 use super::{backend, pool_error, to_millis};
-use crate::{Dimensions, Page, RecordPage, StoreError};
+use crate::{Dimensions, Page, Plans, RecordPage, StoreError};
 use deadpool_postgres::{Object, Pool};
 use gpdiag_core::{
     OrderField, QueryCondition, QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow,
@@ -79,7 +79,7 @@ pub(super) async fn upsert(
         return Ok(0);
     }
     let tx = client.transaction().await.map_err(backend)?;
-    upsert_in(&tx, records).await?;
+    upsert_in(&tx, records, Plans::Replace).await?;
     tx.commit().await.map_err(backend)?;
     Ok(records.len() as u64)
 }
@@ -88,7 +88,9 @@ pub(super) async fn upsert(
 pub(super) async fn upsert_in(
     tx: &deadpool_postgres::Transaction<'_>,
     records: &[QueryRecord],
+    plans: Plans,
 ) -> Result<(), StoreError> {
+    let plan_columns = plans.assignments();
     if records.is_empty() {
         return Ok(());
     }
@@ -107,8 +109,8 @@ pub(super) async fn upsert_in(
                 session_id = excluded.session_id, database = excluded.database,
                 user_name = excluded.user_name, start_time = excluded.start_time,
                 duration_ms = excluded.duration_ms, running = excluded.running,
-                error = excluded.error, sql = excluded.sql, plan_json = excluded.plan_json,
-                plan_text = excluded.plan_text, row_count = excluded.row_count,
+                error = excluded.error, sql = excluded.sql, {plan_columns},
+                row_count = excluded.row_count,
                 source = excluded.source, pg_query_id = excluded.pg_query_id,
                 duration_us = excluded.duration_us, sql_truncated = excluded.sql_truncated,
                 parameters = excluded.parameters

@@ -1,7 +1,7 @@
 //! Collector state in SQLite: leases, health, log positions, and the running-record swaps.
 
 use super::{backend, millis, records};
-use crate::{CollectedBatch, LogFilePosition, StoreError};
+use crate::{CollectedBatch, LogFilePosition, Plans, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use gpdiag_core::QueryRecord;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -56,7 +56,7 @@ pub(super) fn files(c: &Connection, instance: &str) -> Result<Vec<LogFilePositio
 
 pub(super) fn commit(c: &mut Connection, batch: &CollectedBatch) -> Result<(), StoreError> {
     let tx = c.transaction().map_err(backend)?;
-    records::upsert_in(&tx, &batch.records)?;
+    records::upsert_in(&tx, &batch.records, Plans::KeepWhenMissing)?;
     settle(&tx, &batch.instance, &batch.settled_sessions())?;
     {
         let mut save = tx
@@ -118,7 +118,7 @@ pub(super) fn replace_running(
         [instance],
     )
     .map_err(backend)?;
-    records::upsert_in(&tx, running)?;
+    records::upsert_in(&tx, running, Plans::Replace)?;
     tx.commit().map_err(backend)
 }
 

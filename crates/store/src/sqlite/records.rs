@@ -1,7 +1,7 @@
 //! Query records in SQLite: bulk upsert, filtered listings, lookups and dimensions.
 
 use super::{backend, from_millis, millis};
-use crate::{Dimensions, Page, RecordPage, StoreError};
+use crate::{Dimensions, Page, Plans, RecordPage, StoreError};
 use gpdiag_core::record::contains_case_insensitive;
 use gpdiag_core::{
     OrderField, QueryCondition, QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow,
@@ -34,7 +34,7 @@ pub(super) fn register_functions(conn: &Connection) -> Result<(), StoreError> {
 
 pub(super) fn upsert(conn: &mut Connection, records: &[QueryRecord]) -> Result<u64, StoreError> {
     let tx = conn.transaction().map_err(backend)?;
-    upsert_in(&tx, records)?;
+    upsert_in(&tx, records, Plans::Replace)?;
     tx.commit().map_err(backend)?;
     Ok(records.len() as u64)
 }
@@ -43,7 +43,9 @@ pub(super) fn upsert(conn: &mut Connection, records: &[QueryRecord]) -> Result<u
 pub(super) fn upsert_in(
     tx: &rusqlite::Transaction<'_>,
     records: &[QueryRecord],
+    plans: Plans,
 ) -> Result<(), StoreError> {
+    let plan_columns = plans.assignments();
     {
         let mut insert = tx
             .prepare_cached(&format!(
@@ -52,8 +54,8 @@ pub(super) fn upsert_in(
                     session_id = excluded.session_id, database = excluded.database,
                     user_name = excluded.user_name, start_ms = excluded.start_ms,
                     duration_ms = excluded.duration_ms, running = excluded.running,
-                    error = excluded.error, sql = excluded.sql, plan_json = excluded.plan_json,
-                    plan_text = excluded.plan_text, row_count = excluded.row_count,
+                    error = excluded.error, sql = excluded.sql, {plan_columns},
+                    row_count = excluded.row_count,
                     source = excluded.source, pg_query_id = excluded.pg_query_id,
                     duration_us = excluded.duration_us, sql_truncated = excluded.sql_truncated,
                     parameters = excluded.parameters"

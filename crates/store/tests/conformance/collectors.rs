@@ -236,3 +236,38 @@ pub async fn finished_records_settle_running_ones(store: &dyn Store) {
     assert_eq!(files[0].file_name, "postgresql-02.csv");
     assert!(store.collector_files("gp-other").await.unwrap().is_empty());
 }
+
+pub async fn a_record_read_again_without_its_plan_keeps_it(store: &dyn Store) {
+    let i = "gp-replan";
+    let mut with_plan = finished(i, "s1", 7, 1_000, 2_000);
+    with_plan.plan_json = Some(r#"{"Plan":{"Node Type":"Seq Scan"}}"#.into());
+    let batch = |r: QueryRecord| CollectedBatch {
+        instance: i.into(),
+        records: vec![r],
+        positions: vec![],
+        forgotten: vec![],
+    };
+    store
+        .commit_collected(batch(with_plan.clone()))
+        .await
+        .unwrap();
+    // A restart re-read the statement from a point after its plan.
+    let mut again = with_plan.clone();
+    again.plan_json = None;
+    store.commit_collected(batch(again.clone())).await.unwrap();
+    let stored = store.get_record(i, "s1:7").await.unwrap().unwrap();
+    assert_eq!(stored.plan_json, with_plan.plan_json);
+    // A plan that does come with it replaces the old one.
+    let mut replanned = with_plan.clone();
+    replanned.plan_json = Some(r#"{"Plan":{"Node Type":"Index Scan"}}"#.into());
+    store
+        .commit_collected(batch(replanned.clone()))
+        .await
+        .unwrap();
+    let stored = store.get_record(i, "s1:7").await.unwrap().unwrap();
+    assert_eq!(stored.plan_json, replanned.plan_json);
+    // An import replaces the record as it is.
+    store.upsert_records(vec![again]).await.unwrap();
+    let stored = store.get_record(i, "s1:7").await.unwrap().unwrap();
+    assert_eq!(stored.plan_json, None);
+}

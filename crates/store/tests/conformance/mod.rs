@@ -23,4 +23,5 @@ pub async fn run_all(store: &dyn Store) {
     tasks::settings_are_created_once(store).await;
     collectors::leases_admit_one_collector(store).await;
     collectors::finished_records_settle_running_ones(store).await;
+    collectors::a_record_read_again_without_its_plan_keeps_it(store).await;
 }
