@@ -16,8 +16,8 @@ mod pgsql;
 use chrono::{DateTime, Utc};
 use gpdiag_core::{QueryRecord, QueryStatus};
 use pgsql::{
-    assert_all_readable, collect_config, collect_once, positions_inside_records, store_records,
-    Cluster, CollectedInstance, LogFormat, Reference,
+    assert_all_readable, collect_once, positions_inside_records, store_records,
+    write_collect_config, Cluster, CollectedInstance, LogFormat, Reference,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -61,19 +61,8 @@ impl Env {
         let cluster = Cluster::start();
         cluster.pgbench_init();
         let dir = tempfile::tempdir().unwrap();
-        let store_url = format!("sqlite://{}", dir.path().join("gpdiag.db").display());
-        let config = dir.path().join("gpdiag.toml");
-        fs::write(
-            &config,
-            collect_config(
-                dir.path(),
-                &store_url,
-                &cluster,
-                &cluster.log_dir(),
-                &instances(),
-            ),
-        )
-        .unwrap();
+        let (store_url, config) =
+            write_collect_config(dir.path(), &cluster, &cluster.log_dir(), &instances());
         let mut env = Env {
             server: None,
             cluster,
@@ -581,19 +570,12 @@ fn collected_records_equal_the_server_log() {
 
     // A fresh store over the same logs: the same records; a second run adds nothing.
     let fresh = tempfile::tempdir().unwrap();
-    let fresh_url = format!("sqlite://{}", fresh.path().join("gpdiag.db").display());
-    let fresh_config = fresh.path().join("gpdiag.toml");
-    fs::write(
-        &fresh_config,
-        collect_config(
-            fresh.path(),
-            &fresh_url,
-            &env.cluster,
-            &env.cluster.log_dir(),
-            &instances(),
-        ),
-    )
-    .unwrap();
+    let (fresh_url, fresh_config) = write_collect_config(
+        fresh.path(),
+        &env.cluster,
+        &env.cluster.log_dir(),
+        &instances(),
+    );
     assert_all_readable(&collect_once(&fresh_config, None), &[CSV, JSON]);
     let mut first_runs = Vec::new();
     for (id, reference) in [(CSV, &json), (JSON, &json)] {
@@ -812,13 +794,7 @@ fn a_rotation_between_a_plan_and_its_statement_keeps_the_plan() {
                 .unwrap();
         }
     }
-    let store_url = format!("sqlite://{}", dir.path().join("gpdiag.db").display());
-    let config = dir.path().join("gpdiag.toml");
-    fs::write(
-        &config,
-        collect_config(dir.path(), &store_url, &cluster, &logs, &instances()),
-    )
-    .unwrap();
+    let (store_url, config) = write_collect_config(dir.path(), &cluster, &logs, &instances());
     assert_all_readable(&collect_once(&config, None), &[CSV, JSON]);
     // Both formats are checked before failing, so a failure shows both.
     let mut failures = Vec::new();
@@ -859,19 +835,8 @@ fn saved_positions_stay_at_record_starts() {
         assert!(size > 10 << 20, "only {size} bytes of {ext} log");
     }
     let dir = tempfile::tempdir().unwrap();
-    let store_url = format!("sqlite://{}", dir.path().join("gpdiag.db").display());
-    let config = dir.path().join("gpdiag.toml");
-    fs::write(
-        &config,
-        collect_config(
-            dir.path(),
-            &store_url,
-            &cluster,
-            &cluster.log_dir(),
-            &instances(),
-        ),
-    )
-    .unwrap();
+    let (store_url, config) =
+        write_collect_config(dir.path(), &cluster, &cluster.log_dir(), &instances());
     let out = collect_once(&config, None);
     assert_all_readable(&out, &[CSV, JSON]);
     let mut inside = Vec::new();

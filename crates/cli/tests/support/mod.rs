@@ -502,6 +502,23 @@ pub fn check_export(bytes: &[u8], ids: std::ops::Range<u64>) -> u64 {
     rows
 }
 
+/// Stops a private cluster started with `scripts/pg-cluster`; for drop guards, so it only says
+/// what went wrong.
+pub fn stop_cluster(dir: &Path) {
+    match Command::new(script("pg-cluster"))
+        .arg("stop")
+        .arg(dir)
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "stopping the test cluster failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("cannot run pg-cluster: {e}"),
+    }
+}
+
 pub fn script(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("../../scripts")
@@ -590,18 +607,7 @@ impl Postgres {
 impl Drop for Postgres {
     fn drop(&mut self) {
         if let Some(dir) = &self.cluster {
-            match Command::new(script("pg-cluster"))
-                .arg("stop")
-                .arg(dir.path())
-                .output()
-            {
-                Ok(out) if out.status.success() => {}
-                Ok(out) => eprintln!(
-                    "stopping the test cluster failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-                Err(e) => eprintln!("cannot run pg-cluster: {e}"),
-            }
+            stop_cluster(dir.path());
         }
     }
 }

@@ -4,7 +4,7 @@
 //! hold, computed by PostgreSQL itself (`file_fdw` over the csvlog, `pg_read_file` + `jsonb`
 //! over the jsonlog) and never by gpdiag's parsers, compared with what gpdiag stored.
 
-use crate::support::{script, wait_for, BIN};
+use crate::support::{script, stop_cluster, wait_for, BIN};
 use gpdiag_core::{QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -237,18 +237,7 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        match Command::new(script("pg-cluster"))
-            .arg("stop")
-            .arg(self.dir.path())
-            .output()
-        {
-            Ok(out) if out.status.success() => {}
-            Ok(out) => eprintln!(
-                "stopping the test cluster failed: {}",
-                String::from_utf8_lossy(&out.stderr)
-            ),
-            Err(e) => eprintln!("cannot run pg-cluster: {e}"),
-        }
+        stop_cluster(self.dir.path());
     }
 }
 
@@ -887,10 +876,27 @@ pub struct CollectedInstance {
     pub interval: Duration,
 }
 
-/// A gpdiag configuration collecting `instances` from `cluster` (sampling it, and reading the
-/// logs in `log_dir`) into the SQLite store at `store_url`, with the support module's account
-/// and key.
-pub fn collect_config(
+/// Writes `DIR/gpdiag.toml`, collecting `instances` from `cluster` (sampling it, and reading
+/// the logs in `log_dir`) into the SQLite store `DIR/gpdiag.db`; returns the store's URL and
+/// the configuration's path.
+pub fn write_collect_config(
+    dir: &Path,
+    cluster: &Cluster,
+    log_dir: &Path,
+    instances: &[CollectedInstance],
+) -> (String, PathBuf) {
+    let store_url = format!("sqlite://{}", dir.join("gpdiag.db").display());
+    let config = dir.join("gpdiag.toml");
+    fs::write(
+        &config,
+        collect_config(dir, &store_url, cluster, log_dir, instances),
+    )
+    .unwrap();
+    (store_url, config)
+}
+
+/// The text of that configuration, with the support module's account and key.
+fn collect_config(
     dir: &Path,
     store_url: &str,
     cluster: &Cluster,
