@@ -362,3 +362,31 @@ async fn a_restart_that_re_reads_a_statement_without_its_plan_keeps_the_plan() {
     assert_eq!(stats.records, 2);
     assert_eq!(all_records(&store, "gp-1").await, first);
 }
+
+#[tokio::test]
+async fn collect_once_refuses_while_another_process_holds_the_instance() {
+    use gpdiag_ingest::collect::{CollectError, CollectSettings, Collector};
+    let s = setup();
+    append(&s.logs.join("p.csv"), &fixture("csvlog_sample.csv"));
+    let store: std::sync::Arc<dyn Store> = std::sync::Arc::new(store(&s.db).await);
+    let settings: CollectSettings =
+        toml::from_str(&format!("log_dir = {:?}", s.logs.display().to_string())).unwrap();
+    let once = Collector::new("gp-1", settings, None, store.clone(), "cron".into());
+    let now = chrono::Utc::now();
+    assert!(store
+        .claim_collector("gp-1", "server-a", now, chrono::Duration::seconds(30))
+        .await
+        .unwrap());
+    let err = once.once().await.unwrap_err();
+    assert!(matches!(err, CollectError::Busy(_)), "{err}");
+    assert!(all_records(store.as_ref(), "gp-1").await.is_empty());
+
+    store.release_collector("gp-1", "server-a").await.unwrap();
+    let report = once.once().await.unwrap();
+    assert!(report.tail.records > 150, "{report:?}");
+    // It gave the instance back: the server takes it at once.
+    assert!(store
+        .claim_collector("gp-1", "server-a", now, chrono::Duration::seconds(30))
+        .await
+        .unwrap());
+}

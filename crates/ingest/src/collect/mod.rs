@@ -5,8 +5,8 @@ mod sampler;
 mod settings;
 mod tailer;
 
-pub use sampler::{SampleError, Sampler};
-pub use settings::{CollectSettings, LogFormatSetting};
+use sampler::Sampler;
+pub use settings::CollectSettings;
 pub use tailer::{TailError, TailStats, Tailer};
 
 use chrono::{SecondsFormat, Utc};
@@ -32,10 +32,8 @@ pub struct OnceReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectError {
-    #[error(
-        "instance {instance} is being collected by {owner}; stop it or wait for its lease to end"
-    )]
-    Busy { instance: String, owner: String },
+    #[error("instance {0} is being collected by another gpdiag process (gpdiag serve?); stop it or wait for its lease to end")]
+    Busy(String),
     #[error("instance {0} has no log_dir to read")]
     NoLogs(String),
     #[error(transparent)]
@@ -93,10 +91,7 @@ impl Collector {
             .claim_collector(&self.instance, &self.owner, Utc::now(), self.lease())
             .await?
         {
-            return Err(CollectError::Busy {
-                instance: self.instance.clone(),
-                owner: "another gpdiag process (gpdiag serve?)".into(),
-            });
+            return Err(CollectError::Busy(self.instance.clone()));
         }
         let result = tailer.pass(self.store.as_ref()).await;
         self.store
