@@ -39,10 +39,12 @@ impl Registry {
             .clone()
     }
 
-    fn swap(&self, f: impl FnOnce(&Snapshot) -> Snapshot) {
+    /// Replaces the snapshot with what `f` makes of it, unless `f` says `None`.
+    fn swap(&self, f: impl FnOnce(&Snapshot) -> Option<Snapshot>) {
         let mut guard = self.snapshot.write().unwrap_or_else(|e| e.into_inner());
-        let next = f(&guard);
-        *guard = Arc::new(next);
+        if let Some(next) = f(&guard) {
+            *guard = Arc::new(next);
+        }
     }
 
     pub fn key(&self, id: &str) -> Option<KeyEntry> {
@@ -87,7 +89,7 @@ impl Registry {
         let generation = store.keys_generation().await?;
         let keys = store.list_keys().await?;
         let instances = store.list_instances().await?;
-        self.swap(|_| build(keys, generation, instances));
+        self.swap(|_| Some(build(keys, generation, instances)));
         self.refresh_tasks(store).await?;
         Ok(())
     }
@@ -106,13 +108,17 @@ impl Registry {
                 .or_default()
                 .push(Arc::new(task));
         }
-        self.swap(|old| Snapshot {
-            keys: old.keys.clone(),
-            keys_generation: old.keys_generation,
-            instances: old.instances.clone(),
-            by_account: old.by_account.clone(),
-            tasks,
-            tasks_generation: generation,
+        // Two refreshes may race (the background loop, an action after its own change): one
+        // that read an older generation must not replace what a newer one installed.
+        self.swap(|old| {
+            (generation > old.tasks_generation).then(|| Snapshot {
+                keys: old.keys.clone(),
+                keys_generation: old.keys_generation,
+                instances: old.instances.clone(),
+                by_account: old.by_account.clone(),
+                tasks,
+                tasks_generation: generation,
+            })
         });
         Ok(true)
     }
@@ -124,13 +130,15 @@ impl Registry {
             return Ok(false);
         }
         let keys = store.list_keys().await?;
-        self.swap(|old| Snapshot {
-            keys: index_keys(keys),
-            keys_generation: generation,
-            instances: old.instances.clone(),
-            by_account: old.by_account.clone(),
-            tasks: old.tasks.clone(),
-            tasks_generation: old.tasks_generation,
+        self.swap(|old| {
+            (generation > old.keys_generation).then(|| Snapshot {
+                keys: index_keys(keys),
+                keys_generation: generation,
+                instances: old.instances.clone(),
+                by_account: old.by_account.clone(),
+                tasks: old.tasks.clone(),
+                tasks_generation: old.tasks_generation,
+            })
         });
         Ok(true)
     }
