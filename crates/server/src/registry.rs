@@ -183,3 +183,75 @@ fn build(keys: Vec<AccessKey>, keys_generation: i64, instances: Vec<Instance>) -
         tasks_generation: -1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Utc};
+    use gpdiag_core::{
+        DownloadTaskType, ExportSpec, FileOptions, Lang, NewTask, RecordFilter, RecordOrder,
+        TimeWindow,
+    };
+    use gpdiag_store::SqliteStore;
+
+    fn new_task() -> NewTask {
+        let start = Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap();
+        NewTask {
+            account: "a".into(),
+            instance: "gp-1".into(),
+            task_type: DownloadTaskType::SqlDiagnose,
+            spec: ExportSpec {
+                filter: RecordFilter {
+                    instance: "gp-1".into(),
+                    database: Some("db".into()),
+                    window: TimeWindow::new(start, start + chrono::Duration::hours(1)).unwrap(),
+                    user: None,
+                    keyword: None,
+                    condition: None,
+                },
+                order: RecordOrder::default(),
+                file: FileOptions {
+                    lang: Lang::En,
+                    bom: false,
+                    gzip: false,
+                },
+            },
+            created_at: start,
+        }
+    }
+
+    /// Two refreshes can race; whichever installs last, the registry never goes back to an
+    /// older generation of the tasks (an older store stands in for the slower refresh).
+    #[tokio::test]
+    async fn a_refresh_from_an_older_generation_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let newer = SqliteStore::open(dir.path().join("a.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let older = SqliteStore::open(dir.path().join("b.db").to_str().unwrap())
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            newer.create_task(&new_task(), 10).await.unwrap();
+        }
+        older.create_task(&new_task(), 10).await.unwrap();
+        assert!(newer.tasks_generation().await.unwrap() > older.tasks_generation().await.unwrap());
+
+        let registry = Registry::default();
+        assert!(registry.refresh_tasks(&newer).await.unwrap());
+        assert_eq!(
+            registry
+                .tasks_of("gp-1", DownloadTaskType::SqlDiagnose)
+                .len(),
+            3
+        );
+        registry.refresh_tasks(&older).await.unwrap();
+        assert_eq!(
+            registry
+                .tasks_of("gp-1", DownloadTaskType::SqlDiagnose)
+                .len(),
+            3,
+            "an older view replaced a newer one"
+        );
+    }
+}
