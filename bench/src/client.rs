@@ -5,7 +5,7 @@
 use anyhow::{ensure, Context};
 use bytes::Bytes;
 use chrono::Utc;
-use gpdiag_wire::sign::{format_timestamp, new_nonce, sign_acs3, sign_v1, Credentials};
+use gpdiag_wire::sign::{format_timestamp, new_nonce, Credentials};
 use http_body_util::{BodyExt, Full};
 use hyper::client::conn::http1;
 use hyper::header::HOST;
@@ -18,25 +18,7 @@ use tokio::net::TcpStream;
 /// path (decode, authenticate, throttle, replay check, availability gate, render).
 pub const ACTION: &str = "DescribeDownloadRecords";
 
-/// POST with the parameters in the query and an empty body, as the Tea SDKs send RPC calls.
-const METHOD: &str = "POST";
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Signature {
-    /// ACS3-HMAC-SHA256, the SDKs' default.
-    Acs3,
-    /// Signature v1 (HMAC-SHA1), the SDKs' `signature_algorithm="v2"`.
-    V1,
-}
-
-impl Signature {
-    pub fn describe(self) -> &'static str {
-        match self {
-            Signature::Acs3 => "ACS3-HMAC-SHA256",
-            Signature::V1 => "v1 (HMAC-SHA1)",
-        }
-    }
-}
+pub use gpdiag_wire::sign::SignatureVersion as Signature;
 
 /// One account as the client knows it: a key and the instance it asks about.
 #[derive(Debug, Clone)]
@@ -100,26 +82,14 @@ impl RequestFactory {
         let account = &self.accounts[n % self.accounts.len()];
         let nonce = new_nonce();
         let timestamp = format_timestamp(Utc::now());
-        let signed = match self.signature {
-            Signature::Acs3 => sign_acs3(
-                &account.credentials,
-                METHOD,
-                action,
-                params,
-                &self.host,
-                &timestamp,
-                &nonce,
-                b"",
-            ),
-            Signature::V1 => sign_v1(
-                &account.credentials,
-                METHOD,
-                action,
-                params,
-                &timestamp,
-                &nonce,
-            ),
-        };
+        let signed = self.signature.sign_rpc(
+            &account.credentials,
+            action,
+            params,
+            &self.host,
+            &timestamp,
+            &nonce,
+        );
         let mut builder = Request::builder()
             .method(signed.method.as_str())
             .uri(format!("/?{}", signed.query));

@@ -362,6 +362,42 @@ pub struct SignedRequest {
     pub body: Vec<u8>,
 }
 
+/// The two signatures the official SDKs send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum SignatureVersion {
+    /// ACS3-HMAC-SHA256, the SDKs' default.
+    Acs3,
+    /// Signature v1 (HMAC-SHA1), the SDKs' `signature_algorithm="v2"`.
+    V1,
+}
+
+impl SignatureVersion {
+    pub fn describe(self) -> &'static str {
+        match self {
+            Self::Acs3 => "ACS3-HMAC-SHA256",
+            Self::V1 => "v1 (HMAC-SHA1)",
+        }
+    }
+
+    /// Signs an RPC call as the Tea SDKs send them: `POST`, the parameters in the query, an
+    /// empty body.
+    pub fn sign_rpc(
+        self,
+        creds: &Credentials,
+        action: &str,
+        params: &[(String, String)],
+        host: &str,
+        timestamp: &str,
+        nonce: &str,
+    ) -> SignedRequest {
+        match self {
+            Self::Acs3 => sign_acs3(creds, "POST", action, params, host, timestamp, nonce, b""),
+            Self::V1 => sign_v1(creds, "POST", action, params, timestamp, nonce),
+        }
+    }
+}
+
 /// Signs like the Tea SDK with `signature_algorithm='v2'`: everything in the
 /// query, empty body.
 ///
@@ -492,6 +528,23 @@ mod tests {
             access_key_id: "testid".to_owned(),
             access_key_secret: "testsecret".to_owned(),
         }
+    }
+
+    #[test]
+    fn an_rpc_call_is_a_post_with_an_empty_body_in_either_version() {
+        let params = vec![("DBInstanceId".to_owned(), "gp-1".to_owned())];
+        let (host, time, nonce) = ("h.example", "2026-12-04T10:00:00Z", "n-1");
+        let acs3 = SignatureVersion::Acs3.sign_rpc(&creds(), "A", &params, host, time, nonce);
+        let direct = sign_acs3(&creds(), "POST", "A", &params, host, time, nonce, b"");
+        assert_eq!(acs3.query, direct.query);
+        assert_eq!(acs3.headers, direct.headers);
+        assert_eq!(acs3.method, "POST");
+        let v1 = SignatureVersion::V1.sign_rpc(&creds(), "A", &params, host, time, nonce);
+        assert_eq!(
+            v1.query,
+            sign_v1(&creds(), "POST", "A", &params, time, nonce).query
+        );
+        assert!(v1.body.is_empty() && acs3.body.is_empty());
     }
 
     #[test]

@@ -121,13 +121,7 @@ pub fn exit_for(code: &str, status: u16) -> Exit {
 }
 
 /// Which signature the client sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Signature {
-    /// ACS3-HMAC-SHA256, the SDKs' default.
-    Acs3,
-    /// Signature v1 (HMAC-SHA1), the SDKs' `signature_algorithm="v2"`.
-    V1,
-}
+pub use gpdiag_wire::sign::SignatureVersion as Signature;
 
 /// The options every client command takes.
 #[derive(Args, Debug, Clone)]
@@ -275,19 +269,9 @@ impl Client {
     async fn send(&self, action: &str, params: &[(String, String)]) -> Outcome<reqwest::Response> {
         let timestamp = sign::format_timestamp(Utc::now());
         let nonce = sign::new_nonce();
-        let signed = match self.signature {
-            Signature::Acs3 => sign::sign_acs3(
-                &self.creds,
-                "POST",
-                action,
-                params,
-                &self.host,
-                &timestamp,
-                &nonce,
-                b"",
-            ),
-            Signature::V1 => sign::sign_v1(&self.creds, "POST", action, params, &timestamp, &nonce),
-        };
+        let signed =
+            self.signature
+                .sign_rpc(&self.creds, action, params, &self.host, &timestamp, &nonce);
         let mut url = self.base.clone();
         if !signed.query.is_empty() {
             // Already RFC 3986 encoded, which `set_query` leaves as it is.
