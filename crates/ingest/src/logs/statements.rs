@@ -477,45 +477,20 @@ impl StatementBuilder {
         }
     }
 
-    /// A finished statement or execute.
-    fn finished(
-        &self,
-        entry: LogEntry,
-        us: i64,
-        sql_at: usize,
-        plan: Option<PendingPlan>,
-    ) -> QueryRecord {
-        let query_id = self.key(&entry);
-        let start_us = entry.log_time.timestamp_micros() - us;
-        // Truncated to the millisecond, like every stored start time.
-        let start_time = DateTime::<Utc>::from_timestamp_millis(start_us.div_euclid(1000))
-            .unwrap_or(entry.log_time);
-        let parameters = entry
-            .detail
-            .as_deref()
-            .and_then(|d| d.strip_prefix("parameters: "))
-            .map(str::to_owned);
-        let mut sql = entry.message;
-        sql.drain(..sql_at);
+    /// What every record of `entry` has: its key, session, database, user, log time, source,
+    /// PostgreSQL's query_id and the plan joined to it.
+    fn record(&self, entry: &mut LogEntry, plan: Option<PendingPlan>) -> QueryRecord {
         let mut record = QueryRecord {
             instance: self.instance.clone(),
-            query_id,
-            session_id: entry.session_id,
-            database: entry.database.unwrap_or_default(),
-            user: entry.user.unwrap_or_default(),
-            start_time,
-            duration_ms: us / 1000,
+            query_id: self.key(entry),
+            session_id: std::mem::take(&mut entry.session_id),
+            database: entry.database.take().unwrap_or_default(),
+            user: entry.user.take().unwrap_or_default(),
+            start_time: entry.log_time,
             status: QueryStatus::Finished,
-            error: None,
-            sql,
-            plan_json: None,
-            plan_text: None,
-            rows: None,
             source: self.format.as_str().to_owned(),
             pg_query_id: entry.query_id,
-            duration_us: Some(us),
-            sql_truncated: entry.message_truncated,
-            parameters,
+            ..QueryRecord::default()
         };
         if let Some(plan) = plan {
             set_plan(&mut record, plan.text, plan.json);
@@ -523,35 +498,40 @@ impl StatementBuilder {
         record
     }
 
-    fn failed(&self, entry: LogEntry, plan: Option<PendingPlan>) -> QueryRecord {
-        let query_id = self.key(&entry);
-        let error = match &entry.sql_state {
+    /// A finished statement or execute.
+    fn finished(
+        &self,
+        mut entry: LogEntry,
+        us: i64,
+        sql_at: usize,
+        plan: Option<PendingPlan>,
+    ) -> QueryRecord {
+        let mut record = self.record(&mut entry, plan);
+        let start_us = entry.log_time.timestamp_micros() - us;
+        // Truncated to the millisecond, like every stored start time.
+        record.start_time = DateTime::<Utc>::from_timestamp_millis(start_us.div_euclid(1000))
+            .unwrap_or(entry.log_time);
+        record.duration_ms = us / 1000;
+        record.duration_us = Some(us);
+        record.parameters = entry
+            .detail
+            .as_deref()
+            .and_then(|d| d.strip_prefix("parameters: "))
+            .map(str::to_owned);
+        record.sql_truncated = entry.message_truncated;
+        record.sql = entry.message;
+        record.sql.drain(..sql_at);
+        record
+    }
+
+    fn failed(&self, mut entry: LogEntry, plan: Option<PendingPlan>) -> QueryRecord {
+        let mut record = self.record(&mut entry, plan);
+        record.error = Some(match &entry.sql_state {
             Some(state) => format!("{state}: {}", entry.message),
             None => entry.message,
-        };
-        let mut record = QueryRecord {
-            instance: self.instance.clone(),
-            query_id,
-            session_id: entry.session_id,
-            database: entry.database.unwrap_or_default(),
-            user: entry.user.unwrap_or_default(),
-            start_time: entry.log_time,
-            duration_ms: 0,
-            status: QueryStatus::Finished,
-            error: Some(error),
-            sql: entry.statement.unwrap_or_default(),
-            plan_json: None,
-            plan_text: None,
-            rows: None,
-            source: self.format.as_str().to_owned(),
-            pg_query_id: entry.query_id,
-            duration_us: None,
-            sql_truncated: entry.statement_truncated,
-            parameters: None,
-        };
-        if let Some(plan) = plan {
-            set_plan(&mut record, plan.text, plan.json);
-        }
+        });
+        record.sql = entry.statement.unwrap_or_default();
+        record.sql_truncated = entry.statement_truncated;
         record
     }
 }
