@@ -90,12 +90,13 @@ fn csv_crate_records(bytes: &[u8]) -> Vec<Vec<String>> {
 
 /// PostgreSQL's own csvlog quoting (`appendCSVLiteral`): strings always quoted, `"` doubled,
 /// NULL as nothing. Numbers and times are written bare. `quoted[i]` says which is which.
-fn pg_csv_line(fields: &[&str], quoted: &[bool]) -> String {
+fn pg_csv_line<S: AsRef<str>>(fields: &[S], quoted: &[bool]) -> String {
     let mut line = String::new();
     for (i, f) in fields.iter().enumerate() {
         if i > 0 {
             line.push(',');
         }
+        let f = f.as_ref();
         if quoted[i] && !f.is_empty() {
             line.push('"');
             line.push_str(&f.replace('"', "\"\""));
@@ -106,6 +107,34 @@ fn pg_csv_line(fields: &[&str], quoted: &[bool]) -> String {
     }
     line.push('\n');
     line
+}
+
+/// A PostgreSQL 15 client backend's LOG record (session `6b1312bf.7`, application `app`,
+/// query_id 42) as its 26 fields, for a test to change before `pg_csv_line`.
+fn pg15_fields(line: &str, message: &str) -> Vec<String> {
+    let time = "2026-12-04 19:21:35.724 UTC";
+    let mut fields = vec![String::new(); 26];
+    for (i, value) in [
+        (0, time),
+        (1, "u"),
+        (2, "d"),
+        (3, "7"),
+        (5, "6b1312bf.7"),
+        (6, line),
+        (7, "SELECT"),
+        (8, "2026-12-04 19:21:35 UTC"),
+        (9, "3/1"),
+        (10, "0"),
+        (11, "LOG"),
+        (12, "00000"),
+        (13, message),
+        (22, "app"),
+        (23, "client backend"),
+        (25, "42"),
+    ] {
+        fields[i] = value.to_owned();
+    }
+    fields
 }
 
 /// Which of the 26 PG 15 columns are strings.
@@ -533,37 +562,10 @@ fn wrong_field_counts_are_bad_and_reading_goes_on() {
 #[test]
 fn time_zones() {
     let line = |time: &str, line: i64| {
-        pg_csv_line(
-            &[
-                time,
-                "u",
-                "d",
-                "7",
-                "",
-                "6b1312bf.7",
-                &line.to_string(),
-                "SELECT",
-                time,
-                "3/1",
-                "0",
-                "LOG",
-                "00000",
-                "duration: 1.500 ms  statement: SELECT 1",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "app",
-                "client backend",
-                "",
-                "42",
-            ],
-            &PG15_QUOTED,
-        )
+        let mut fields = pg15_fields(&line.to_string(), "duration: 1.500 ms  statement: SELECT 1");
+        fields[0] = time.to_owned();
+        fields[8] = time.to_owned();
+        pg_csv_line(&fields, &PG15_QUOTED)
     };
     let text = [
         line("2026-12-04 22:21:35.724 +03", 1),
@@ -872,37 +874,9 @@ fn oversized_records_are_cut_flagged_and_bounded() {
 
     // csvlog: the message is the long field; application_name and query_id follow it.
     let fields = |message: &str, line: &str| {
-        pg_csv_line(
-            &[
-                "2026-12-04 19:21:35.724 UTC",
-                "u",
-                "d",
-                "7",
-                "",
-                "6b1312bf.7",
-                line,
-                "SELECT",
-                "2026-12-04 19:21:35 UTC",
-                "3/1",
-                "0",
-                "LOG",
-                "00000",
-                message,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "after app",
-                "client backend",
-                "",
-                "42",
-            ],
-            &PG15_QUOTED,
-        )
+        let mut fields = pg15_fields(line, message);
+        fields[22] = "after app".to_owned();
+        pg_csv_line(&fields, &PG15_QUOTED)
     };
     let big = fields(&format!("duration: 12.345 ms  statement: {sql}"), "1");
     let csv_len = big.len();
@@ -1034,39 +1008,7 @@ fn a_cut_plan_is_not_attached() {
         "duration: 1.000 ms  plan:\n{{\"Query Text\": \"SELECT 1\", \"Plan\": {{\"Node Type\": \"Result\", \"Pad\": \"{}\"}}}}",
         "p".repeat(4000)
     );
-    let line = |line: &str, message: &str| {
-        pg_csv_line(
-            &[
-                "2026-12-04 19:21:35.724 UTC",
-                "u",
-                "d",
-                "7",
-                "",
-                "6b1312bf.7",
-                line,
-                "SELECT",
-                "2026-12-04 19:21:35 UTC",
-                "3/1",
-                "0",
-                "LOG",
-                "00000",
-                message,
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "",
-                "app",
-                "client backend",
-                "",
-                "42",
-            ],
-            &PG15_QUOTED,
-        )
-    };
+    let line = |line: &str, message: &str| pg_csv_line(&pg15_fields(line, message), &PG15_QUOTED);
     let text = line("1", &plan) + &line("2", "duration: 1.500 ms  statement: SELECT 1");
     for cap in [1024, 1 << 20] {
         let entries = entries(parse_chunked(
@@ -1084,37 +1026,12 @@ fn a_cut_plan_is_not_attached() {
 
 #[test]
 fn invalid_utf8_is_replaced_not_fatal() {
-    let mut csv = pg_csv_line(
-        &[
-            "2026-12-04 19:21:35.724 UTC",
-            "u",
-            "d",
-            "7",
-            "",
-            "s.1",
-            "1",
-            "SELECT",
-            "2026-12-04 19:21:35 UTC",
-            "3/1",
-            "0",
-            "LOG",
-            "00000",
-            "duration: 1.000 ms  statement: SELECT 'XX'",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "",
-            "app",
-            "client backend",
-            "",
-            "0",
-        ],
-        &PG15_QUOTED,
-    )
+    let mut csv = {
+        let mut fields = pg15_fields("1", "duration: 1.000 ms  statement: SELECT 'XX'");
+        fields[5] = "s.1".to_owned();
+        fields[25] = "0".to_owned();
+        pg_csv_line(&fields, &PG15_QUOTED)
+    }
     .into_bytes();
     let at = csv.windows(2).position(|w| w == b"XX").unwrap();
     csv[at] = 0xff;
