@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use gpdiag_core::{QueryRecord, QueryStatus};
 use pgsql::{
     assert_all_readable, collect_once, positions_inside_records, store_records,
-    write_collect_config, Cluster, CollectedInstance, LogFormat, Reference,
+    write_collect_config, Cluster, CollectedInstance, LogFormat, Reference, MONITOR_ROLE,
+    SAMPLER_APPLICATION,
 };
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -58,11 +59,21 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
+        Env::start_with(None)
+    }
+
+    /// `start` with the store at `store_url` (default: a SQLite file of the test's own).
+    fn start_with(store_url: Option<&str>) -> Env {
         let cluster = Cluster::start();
         cluster.pgbench_init();
         let dir = tempfile::tempdir().unwrap();
-        let (store_url, config) =
-            write_collect_config(dir.path(), &cluster, &cluster.log_dir(), &instances());
+        let (store_url, config) = write_collect_config(
+            dir.path(),
+            store_url,
+            &cluster,
+            &cluster.log_dir(),
+            &instances(),
+        );
         let mut env = Env {
             server: None,
             cluster,
@@ -109,10 +120,14 @@ impl Env {
         assert_all_readable(&out, &[CSV, JSON]);
     }
 
-    /// Both instances against PostgreSQL's own reading of the logs; the references.
+    /// Both instances against PostgreSQL's own reading of the logs, and the samplers' sessions
+    /// as the server logged them; the references.
     fn verify(&mut self) -> (Reference, Reference) {
         let (csv, json, reports) = self.compare();
         assert!(reports.is_empty(), "{}", reports.join("\n"));
+        for reference in [&csv, &json] {
+            assert_sampler_only_read(reference);
+        }
         (csv, json)
     }
 
@@ -221,6 +236,31 @@ impl Drop for Env {
         // The server first: its samplers hold connections to the cluster.
         self.server.take();
     }
+}
+
+/// gpdiag never writes to a server it monitors: every statement its samplers ran, by the
+/// server's own log, is a query, run as the monitoring role (which owns nothing).
+fn assert_sampler_only_read(reference: &Reference) {
+    let statements = reference.sampler_statements();
+    assert!(
+        !statements.is_empty(),
+        "{}: no statement of a {SAMPLER_APPLICATION} session in the log",
+        reference.format.name()
+    );
+    let writes: Vec<_> = statements
+        .iter()
+        .filter(|(user, sql)| {
+            *user != MONITOR_ROLE || !sql.trim_start().to_ascii_uppercase().starts_with("SELECT")
+        })
+        .take(5)
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "{}: the sampler ran statements other than queries as {MONITOR_ROLE} ({} in all): \
+         {writes:?}",
+        reference.format.name(),
+        statements.len()
+    );
 }
 
 fn time_field(report: &Value, name: &str) -> Option<DateTime<Utc>> {
@@ -572,6 +612,7 @@ fn collected_records_equal_the_server_log() {
     let fresh = tempfile::tempdir().unwrap();
     let (fresh_url, fresh_config) = write_collect_config(
         fresh.path(),
+        None,
         &env.cluster,
         &env.cluster.log_dir(),
         &instances(),
@@ -794,7 +835,7 @@ fn a_rotation_between_a_plan_and_its_statement_keeps_the_plan() {
                 .unwrap();
         }
     }
-    let (store_url, config) = write_collect_config(dir.path(), &cluster, &logs, &instances());
+    let (store_url, config) = write_collect_config(dir.path(), None, &cluster, &logs, &instances());
     assert_all_readable(&collect_once(&config, None), &[CSV, JSON]);
     // Both formats are checked before failing, so a failure shows both.
     let mut failures = Vec::new();
@@ -836,7 +877,7 @@ fn saved_positions_stay_at_record_starts() {
     }
     let dir = tempfile::tempdir().unwrap();
     let (store_url, config) =
-        write_collect_config(dir.path(), &cluster, &cluster.log_dir(), &instances());
+        write_collect_config(dir.path(), None, &cluster, &cluster.log_dir(), &instances());
     let out = collect_once(&config, None);
     assert_all_readable(&out, &[CSV, JSON]);
     let mut inside = Vec::new();
@@ -859,4 +900,105 @@ fn saved_positions_stay_at_record_starts() {
         failures.extend(reference.differences(id, &store_records(&store_url, id)));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// The `collecting` lines of a server log for `instance`: how often that process took the
+/// instance's lease.
+fn leases_taken(server: &Server, instance: &str) -> usize {
+    server
+        .log_text()
+        .lines()
+        .filter(|l| l.contains(&format!(": collecting instance={instance}")))
+        .count()
+}
+
+/// Multi-node collection: two `gpdiag serve` on one PostgreSQL store, both configured to
+/// collect both instances. The store lease gives each instance to one process; when that
+/// process is killed (its lease left to run out), the other takes over from the saved
+/// positions. Nothing is lost or duplicated, and no instance is collected by both at once.
+#[test]
+fn two_servers_on_one_postgres_store_collect_each_instance_once() {
+    let _one = one_at_a_time();
+    let started = Instant::now();
+    let store = support::Postgres::get();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let db = store.create_database(&rt);
+    let mut env = Env::start_with(Some(&db.url));
+    let mut other = Some(Server::start(
+        &env.config,
+        &env.dir.path().join("serve-other.log"),
+    ));
+    env.cluster
+        .pgbench(&["-n", "-t", "100", "-c", "2", "-M", "simple"]);
+    env.wait_healthy(Utc::now());
+    let owner_of = |env: &Env, id: &str| env.status(id)["Owner"].as_str().unwrap().to_owned();
+    let addrs = [
+        env.server().addr.clone(),
+        other.as_ref().unwrap().addr.clone(),
+    ];
+    for i in instances() {
+        let owner = owner_of(&env, i.id);
+        assert!(
+            addrs.iter().any(|a| owner.ends_with(a.as_str())),
+            "{}: owner {owner} is neither server ({addrs:?})",
+            i.id
+        );
+        let taken = leases_taken(env.server(), i.id) + leases_taken(other.as_ref().unwrap(), i.id);
+        assert_eq!(taken, 1, "{}: both servers took the lease", i.id);
+    }
+
+    // Kill the process collecting the csvlog instance in the middle of a workload.
+    let victim_is_first = owner_of(&env, CSV).ends_with(addrs[0].as_str());
+    let survivor_addr = &addrs[usize::from(victim_is_first)];
+    let mut bench = env
+        .cluster
+        .spawn_pgbench(&["-n", "-R", "200", "-t", "300", "-c", "2", "-M", "extended"]);
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        bench.try_wait().unwrap().is_none(),
+        "pgbench ended before gpdiag was killed"
+    );
+    if victim_is_first {
+        env.server.as_mut().unwrap().kill9();
+        env.server = other.take();
+    } else {
+        other.take().unwrap().kill9();
+    }
+    let killed = Utc::now();
+    let out = bench.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "pgbench failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The survivor takes the instance once the dead process's lease has run out.
+    let took_over = wait_until(Duration::from_secs(90), Duration::from_millis(250), || {
+        owner_of(&env, CSV).ends_with(survivor_addr.as_str())
+            && time_field(&env.status(CSV), "LastSampleAt").is_some_and(|t| t > killed)
+    });
+    assert!(
+        took_over,
+        "the surviving server did not take over the csvlog instance: {:#}",
+        env.status(CSV)
+    );
+    eprintln!("takeover after {:?}", (Utc::now() - killed).to_std());
+    for i in instances() {
+        assert_eq!(
+            leases_taken(env.server(), i.id),
+            1,
+            "{}: the survivor took the lease more than once (or never)",
+            i.id
+        );
+    }
+    env.cluster.psql(&edge_statements());
+    env.cluster.barrier();
+    env.wait_healthy(Utc::now());
+    env.quiesce();
+    env.verify();
+    drop(env);
+    drop(db);
+    eprintln!(
+        "two_servers_on_one_postgres_store_collect_each_instance_once: {:?}",
+        started.elapsed()
+    );
 }

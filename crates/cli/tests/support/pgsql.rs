@@ -34,11 +34,21 @@ lc_messages = 'C'
 log_file_mode = 0644
 ";
 
+/// What gpdiag's collectors connect as: a role with `pg_monitor` alone (it may read every
+/// session's activity, and own nothing), as the README advises.
+pub const MONITOR_ROLE: &str = "gpdiag_monitor";
+
+/// The `application_name` of gpdiag's sampler sessions.
+pub const SAMPLER_APPLICATION: &str = "gpdiag-collector";
+
 /// A private cluster of one test, logging everything. Stopped (and its directory removed) when
 /// dropped, also when the test panics.
 pub struct Cluster {
     dir: tempfile::TempDir,
+    /// The superuser's URL: the workload and the reference.
     pub url: String,
+    /// The URL of `MONITOR_ROLE`: what gpdiag's collectors get.
+    pub monitor_url: String,
     /// Session IDs of the reference sessions: left out on both sides of every comparison.
     reference_sessions: BTreeSet<String>,
 }
@@ -54,9 +64,26 @@ impl Cluster {
         let mut cluster = Cluster {
             dir,
             url: String::new(),
+            monitor_url: String::new(),
             reference_sessions: BTreeSet::new(),
         };
         cluster.url = cluster.run_script("start");
+        let out = cluster.psql(&format!(
+            "CREATE ROLE {MONITOR_ROLE} LOGIN IN ROLE pg_monitor;\n"
+        ));
+        assert!(
+            out.status.success() && out.stderr.is_empty(),
+            "creating the monitoring role: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        cluster.monitor_url = cluster
+            .url
+            .replacen("://gpdiag@", &format!("://{MONITOR_ROLE}@"), 1);
+        assert_ne!(
+            cluster.monitor_url, cluster.url,
+            "a user in {}",
+            cluster.url
+        );
         cluster
     }
 
@@ -273,6 +300,7 @@ pub struct RefLine {
     pub statement: Option<String>,
     pub database: Option<String>,
     pub user: Option<String>,
+    pub application: Option<String>,
     pub query_id: Option<i64>,
     /// log_time in microseconds since the epoch.
     pub log_us: i64,
@@ -319,7 +347,8 @@ CREATE FOREIGN TABLE IF NOT EXISTS ref_log (
 const CSV_LINES: &str = "
 SELECT session_id, session_line_num AS line, error_severity AS severity,
        NULLIF(sql_state_code, '00000') AS state, message, detail, query AS statement,
-       database_name AS db, user_name AS usr, NULLIF(query_id, 0) AS qid,
+       database_name AS db, user_name AS usr, application_name AS app,
+       NULLIF(query_id, 0) AS qid,
        (extract(epoch FROM log_time) * 1000000)::bigint AS log_us
 FROM ref_log";
 
@@ -337,7 +366,8 @@ WITH files AS (
 SELECT j->>'session_id' AS session_id, (j->>'line_num')::bigint AS line,
        j->>'error_severity' AS severity, NULLIF(j->>'state_code', '00000') AS state,
        j->>'message' AS message, j->>'detail' AS detail, j->>'statement' AS statement,
-       j->>'dbname' AS db, j->>'user' AS usr, NULLIF((j->>'query_id')::bigint, 0) AS qid,
+       j->>'dbname' AS db, j->>'user' AS usr, j->>'application_name' AS app,
+       NULLIF((j->>'query_id')::bigint, 0) AS qid,
        (extract(epoch FROM (j->>'timestamp')::timestamptz) * 1000000)::bigint AS log_us
 FROM docs";
 
@@ -349,7 +379,7 @@ fn classified(lines_sql: &str) -> String {
                  regexp_match(message, '^duration: ([0-9.]+) ms  (statement|execute [^:]*): (.*)$') AS d,
                  substring(message FROM '^duration: [0-9.]+ ms  plan:\\n(.*)$') AS plan
                FROM l)
-         SELECT session_id, line, severity, state, message, detail, statement, db, usr, qid,
+         SELECT session_id, line, severity, state, message, detail, statement, db, usr, app, qid,
                 log_us, (d[1]::numeric * 1000)::bigint AS us, d[2] LIKE 'execute %' AS execute,
                 d[3] AS sql, plan
          FROM m"
@@ -397,6 +427,7 @@ async fn read_reference(url: &str, format: LogFormat) -> (Vec<RefLine>, String) 
                 statement: r.get("statement"),
                 database: r.get("db"),
                 user: r.get("usr"),
+                application: r.get("app"),
                 query_id: r.get("qid"),
                 log_us: r.get("log_us"),
                 duration: us.map(|us| {
@@ -558,6 +589,16 @@ impl Reference {
             excluded,
             lines: total,
         }
+    }
+
+    /// What gpdiag's samplers ran there, as the server logged it: the user and SQL of every
+    /// statement of a session named `SAMPLER_APPLICATION`.
+    pub fn sampler_statements(&self) -> Vec<(&str, &str)> {
+        self.expected
+            .values()
+            .filter(|e| e.line.application.as_deref() == Some(SAMPLER_APPLICATION))
+            .map(|e| (e.line.user.as_deref().unwrap_or_default(), e.sql()))
+            .collect()
     }
 
     /// Statements expected with their plan.
@@ -876,16 +917,20 @@ pub struct CollectedInstance {
     pub interval: Duration,
 }
 
-/// Writes `DIR/gpdiag.toml`, collecting `instances` from `cluster` (sampling it, and reading
-/// the logs in `log_dir`) into the SQLite store `DIR/gpdiag.db`; returns the store's URL and
-/// the configuration's path.
+/// Writes `DIR/gpdiag.toml`, collecting `instances` from `cluster` (sampling it as
+/// `MONITOR_ROLE`, and reading the logs in `log_dir`) into the store at `store_url` (default:
+/// the SQLite store `DIR/gpdiag.db`); returns the store's URL and the configuration's path.
 pub fn write_collect_config(
     dir: &Path,
+    store_url: Option<&str>,
     cluster: &Cluster,
     log_dir: &Path,
     instances: &[CollectedInstance],
 ) -> (String, PathBuf) {
-    let store_url = format!("sqlite://{}", dir.join("gpdiag.db").display());
+    let store_url = store_url.map_or_else(
+        || format!("sqlite://{}", dir.join("gpdiag.db").display()),
+        str::to_owned,
+    );
     let config = dir.join("gpdiag.toml");
     fs::write(
         &config,
@@ -945,7 +990,7 @@ log_format = "{format}"
 sample_interval = "{interval}"
 "#,
             id = i.id,
-            dsn = cluster.url,
+            dsn = cluster.monitor_url,
             log_dir = log_dir.display(),
             format = i.format.name(),
         ));
