@@ -13,71 +13,23 @@ use gpdiag_core::{
     RecordOrder, TaskStatus, TimeWindow,
 };
 use gpdiag_store::{Page, PostgresStore, Store, StoreError};
+use gpdiag_testkit::PgServer;
 use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::Barrier;
 use tokio_postgres::NoTls;
 
-/// A PostgreSQL server for this test: the one `GPDIAG_TEST_PG_URL` names, or a private
-/// cluster that is stopped (and its directory removed) when this is dropped, even on panic.
-struct Server {
-    url: String,
-    cluster: Option<tempfile::TempDir>,
-}
+/// The test server (gpdiag_testkit::PgServer) and the databases the checks create on it.
+struct Server(PgServer);
 
 impl Server {
     fn get() -> Server {
-        if let Ok(url) = std::env::var("GPDIAG_TEST_PG_URL") {
-            assert!(!url.is_empty(), "GPDIAG_TEST_PG_URL is set but empty");
-            return Server { url, cluster: None };
-        }
-        let dir = tempfile::Builder::new()
-            .prefix("gpdiag-pg-")
-            .tempdir()
-            .expect("cannot create a directory for the test cluster");
-        let out = Command::new(script())
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .unwrap_or_else(|e| panic!("cannot run {}: {e}", script().display()));
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        // Keep the directory (and stop a half-started server) whatever happens next.
-        let server = Server {
-            url: stdout.lines().last().unwrap_or_default().trim().to_owned(),
-            cluster: Some(dir),
-        };
-        assert!(
-            out.status.success() && server.url.starts_with("postgres://"),
-            "no PostgreSQL server for the tests: set GPDIAG_TEST_PG_URL, or make \
-             scripts/pg-cluster work ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        server
+        Server(PgServer::get())
     }
 
-    /// A URL for database `name` on this server.
     fn url_for(&self, name: &str) -> String {
-        let (base, query) = match self.url.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (self.url.as_str(), String::new()),
-        };
-        let host_start = base.find("://").expect("a URL") + 3;
-        let host_end = base[host_start..]
-            .find('/')
-            .map_or(base.len(), |i| host_start + i);
-        format!("{}/{name}{query}", &base[..host_end])
-    }
-
-    async fn admin(&self) -> tokio_postgres::Client {
-        let (client, connection) = tokio_postgres::connect(&self.url, NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to the test server: {e:?}"));
-        tokio::spawn(connection);
-        client
+        self.0.url_for(name)
     }
 
     /// Creates a fresh UTF-8 database and returns its name. `locale` picks its LC_COLLATE and
@@ -85,45 +37,21 @@ impl Server {
     async fn create_database(&self, locale: &str) -> String {
         let name = format!("gpdiag_test_{}", uuid::Uuid::new_v4().simple());
         // Names and locales here are ours, not input; CREATE DATABASE takes no parameters.
-        self.admin()
-            .await
-            .batch_execute(&format!(
+        self.0
+            .execute(&format!(
                 "CREATE DATABASE {name} ENCODING 'UTF8' LC_COLLATE '{locale}' \
                  LC_CTYPE '{locale}' TEMPLATE template0"
             ))
-            .await
-            .unwrap_or_else(|e| panic!("cannot create database {name}: {e:?}"));
+            .await;
         name
     }
 
     async fn drop_database(&self, name: &str) {
         // FORCE ends the pools' connections, which close asynchronously.
-        self.admin()
-            .await
-            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .await
-            .unwrap_or_else(|e| panic!("cannot drop database {name}: {e:?}"));
+        self.0
+            .execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await;
     }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.cluster {
-            let out = Command::new(script()).arg("stop").arg(dir.path()).output();
-            match out {
-                Ok(out) if out.status.success() => {}
-                Ok(out) => eprintln!(
-                    "stopping the test cluster failed: {}",
-                    String::from_utf8_lossy(&out.stderr)
-                ),
-                Err(e) => eprintln!("cannot run {}: {e}", script().display()),
-            }
-        }
-    }
-}
-
-fn script() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../scripts/pg-cluster")
 }
 
 /// Everything that needs a server runs in this one test, so one private cluster serves it and

@@ -502,112 +502,30 @@ pub fn check_export(bytes: &[u8], ids: std::ops::Range<u64>) -> u64 {
     rows
 }
 
-/// Stops a private cluster started with `scripts/pg-cluster`; for drop guards, so it only says
-/// what went wrong.
-pub fn stop_cluster(dir: &Path) {
-    match Command::new(script("pg-cluster"))
-        .arg("stop")
-        .arg(dir)
-        .output()
-    {
-        Ok(out) if out.status.success() => {}
-        Ok(out) => eprintln!(
-            "stopping the test cluster failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        ),
-        Err(e) => eprintln!("cannot run pg-cluster: {e}"),
-    }
-}
-
 pub fn script(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../scripts")
-        .join(name)
+    gpdiag_testkit::script(name)
 }
 
-/// A PostgreSQL server: the one `GPDIAG_TEST_PG_URL` names, or a private cluster started with
-/// scripts/pg-cluster and stopped (its directory removed) when this is dropped.
-pub struct Postgres {
-    pub url: String,
-    cluster: Option<tempfile::TempDir>,
-}
+/// A PostgreSQL server: the one `GPDIAG_TEST_PG_URL` names, or a private cluster stopped when
+/// this is dropped.
+pub struct Postgres(pub gpdiag_testkit::PgServer);
 
 impl Postgres {
     pub fn get() -> Postgres {
-        if let Ok(url) = std::env::var("GPDIAG_TEST_PG_URL") {
-            assert!(!url.is_empty(), "GPDIAG_TEST_PG_URL is set but empty");
-            return Postgres { url, cluster: None };
-        }
-        // Under /tmp: the server's OS user must reach it, and the socket path must be short.
-        let dir = tempfile::Builder::new()
-            .prefix("gpdiag-pg-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        let out = Command::new(script("pg-cluster"))
-            .arg("start")
-            .arg(dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let server = Postgres {
-            url: stdout.lines().last().unwrap_or_default().trim().to_owned(),
-            cluster: Some(dir),
-        };
-        assert!(
-            out.status.success() && server.url.starts_with("postgres://"),
-            "no PostgreSQL server for the tests: set GPDIAG_TEST_PG_URL, or make \
-             scripts/pg-cluster work ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        server
-    }
-
-    /// The URL of database `name` on this server.
-    pub fn url_for(&self, name: &str) -> String {
-        let (base, query) = match self.url.split_once('?') {
-            Some((base, query)) => (base, format!("?{query}")),
-            None => (self.url.as_str(), String::new()),
-        };
-        let host_start = base.find("://").expect("a URL") + 3;
-        let host_end = base[host_start..]
-            .find('/')
-            .map_or(base.len(), |i| host_start + i);
-        format!("{}/{name}{query}", &base[..host_end])
-    }
-
-    async fn admin(&self, sql: &str) {
-        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("cannot connect to the test server: {e:?}"));
-        let connection = tokio::spawn(connection);
-        client
-            .batch_execute(sql)
-            .await
-            .unwrap_or_else(|e| panic!("{sql}: {e:?}"));
-        drop(client);
-        let _ = connection.await;
+        Postgres(gpdiag_testkit::PgServer::get())
     }
 
     /// Creates a fresh database with a unique name; dropped (connections and all) with the
     /// returned guard.
     pub fn create_database(&self, rt: &tokio::runtime::Runtime) -> Database<'_> {
         let name = format!("gpdiag_proc_{}", uuid::Uuid::new_v4().simple());
-        rt.block_on(self.admin(&format!(
+        rt.block_on(self.0.execute(&format!(
             "CREATE DATABASE {name} ENCODING 'UTF8' TEMPLATE template0"
         )));
         Database {
             server: self,
-            url: self.url_for(&name),
+            url: self.0.url_for(&name),
             name,
-        }
-    }
-}
-
-impl Drop for Postgres {
-    fn drop(&mut self) {
-        if let Some(dir) = &self.cluster {
-            stop_cluster(dir.path());
         }
     }
 }
@@ -622,11 +540,11 @@ impl Drop for Database<'_> {
     fn drop(&mut self) {
         // Its own runtime: this may run while a test's runtime is unwinding.
         let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
-        let server = self.server;
+        let server = &self.server.0;
         let dropped = std::thread::scope(|s| {
             s.spawn(|| {
                 let rt = tokio::runtime::Runtime::new().unwrap();
-                rt.block_on(server.admin(&sql));
+                rt.block_on(server.execute(&sql));
             })
             .join()
         });

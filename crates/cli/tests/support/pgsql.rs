@@ -4,8 +4,9 @@
 //! hold, computed by PostgreSQL itself (`file_fdw` over the csvlog, `pg_read_file` + `jsonb`
 //! over the jsonlog) and never by gpdiag's parsers, compared with what gpdiag stored.
 
-use crate::support::{script, stop_cluster, wait_for, BIN};
+use crate::support::{wait_for, BIN};
 use gpdiag_core::{QueryRecord, QueryStatus, RecordFilter, RecordOrder, TimeWindow};
+use gpdiag_testkit::PgCluster;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -44,7 +45,7 @@ pub const SAMPLER_APPLICATION: &str = "gpdiag-collector";
 /// A private cluster of one test, logging everything. Stopped (and its directory removed) when
 /// dropped, also when the test panics.
 pub struct Cluster {
-    dir: tempfile::TempDir,
+    cluster: PgCluster,
     /// The superuser's URL: the workload and the reference.
     pub url: String,
     /// The URL of `MONITOR_ROLE`: what gpdiag's collectors get.
@@ -55,19 +56,13 @@ pub struct Cluster {
 
 impl Cluster {
     pub fn start() -> Cluster {
-        // Short, under /tmp: the server's OS user must reach it, and the socket path is short.
-        let dir = tempfile::Builder::new()
-            .prefix("gpl-")
-            .tempdir_in("/tmp")
-            .unwrap();
-        fs::write(dir.path().join("extra.conf"), EXTRA_CONF).unwrap();
+        let cluster = PgCluster::start("gpl-", Some(EXTRA_CONF));
         let mut cluster = Cluster {
-            dir,
-            url: String::new(),
+            url: cluster.url.clone(),
             monitor_url: String::new(),
+            cluster,
             reference_sessions: BTreeSet::new(),
         };
-        cluster.url = cluster.run_script("start");
         let out = cluster.psql(&format!(
             "CREATE ROLE {MONITOR_ROLE} LOGIN IN ROLE pg_monitor;\n"
         ));
@@ -87,33 +82,14 @@ impl Cluster {
         cluster
     }
 
-    /// `scripts/pg-cluster ACTION DIR`; the URL it printed last.
-    fn run_script(&self, action: &str) -> String {
-        let out = Command::new(script("pg-cluster"))
-            .arg(action)
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let url = stdout.lines().last().unwrap_or_default().trim().to_owned();
-        assert!(
-            out.status.success() && url.starts_with("postgres://"),
-            "scripts/pg-cluster {action} failed ({}):\n{stdout}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        url
-    }
-
     /// A fast-shutdown restart on the same port: every session is cut.
     pub fn restart(&self) {
-        let url = self.run_script("restart");
-        assert_eq!(url, self.url, "a restarted cluster keeps its port");
+        self.cluster.restart();
     }
 
     /// The server's `log_directory`.
     pub fn log_dir(&self) -> PathBuf {
-        self.dir.path().join("data/log")
+        self.cluster.dir().join("data/log")
     }
 
     /// The log files of one format (`.csv`, `.json`), by name.
@@ -259,12 +235,6 @@ impl Cluster {
             .filter(|l| !self.reference_sessions.contains(&l.session_id))
             .collect();
         Reference::build(format, lines, self.reference_sessions.clone())
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        stop_cluster(self.dir.path());
     }
 }
 
