@@ -945,6 +945,18 @@ fn two_servers_on_one_postgres_store_collect_each_instance_once() {
         );
         let taken = leases_taken(env.server(), i.id) + leases_taken(other.as_ref().unwrap(), i.id);
         assert_eq!(taken, 1, "{}: both servers took the lease", i.id);
+        // Each node's /metrics reports the instances it collects, and only those.
+        let series = format!("gpdiag_collector_log_records{{instance=\"{}\"}}", i.id);
+        let reporting: Vec<&str> = [env.server(), other.as_ref().unwrap()]
+            .into_iter()
+            .filter(|s| s.get("/metrics").text().unwrap().contains(&series))
+            .map(|s| s.addr.as_str())
+            .collect();
+        assert!(
+            reporting.len() == 1 && owner.ends_with(reporting[0]),
+            "{}: collected by {owner}, reported by {reporting:?}",
+            i.id
+        );
     }
 
     // Kill the process collecting the csvlog instance in the middle of a workload.

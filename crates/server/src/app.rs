@@ -3,9 +3,10 @@
 
 use crate::config::{default_burst, Config};
 use crate::links::{LinkSigner, LINK_KEY_SETTING};
+use crate::metrics::Metrics;
 use crate::protocol::{self, auth::MAX_SKEW, nonce::NonceCache, throttle::Throttle};
 use crate::registry::Registry;
-use crate::state::{AppState, Exports};
+use crate::state::{AppState, Exports, MetricsAccess};
 use anyhow::Context;
 use axum::routing::{any, get};
 use axum::Router;
@@ -104,6 +105,19 @@ impl Application {
                 ..ExportSettings::default()
             },
         ));
+        // Stable across restarts of this server: a restarted server resumes collecting at once.
+        let collector_owner = format!("{}:{}", host_name(), local);
+        let collected = config
+            .instances
+            .iter()
+            .filter(|i| i.collect.is_some())
+            .map(|i| i.id.clone())
+            .collect();
+        let metrics_access = match (config.metrics.enabled, config.metrics.token(env)?) {
+            (false, _) => MetricsAccess::Off,
+            (true, None) => MetricsAccess::Open,
+            (true, Some(token)) => MetricsAccess::Bearer(token),
+        };
         let state = Arc::new(AppState {
             registry,
             store,
@@ -126,9 +140,9 @@ impl Application {
                 max_running_per_account: config.exports.max_running_per_account,
             },
             public_url,
+            metrics: Metrics::new(collected, collector_owner.clone()),
+            metrics_access,
         });
-        // Stable across restarts of this server: a restarted server resumes collecting at once.
-        let collector_owner = format!("{}:{}", host_name(), listener.local_addr()?);
         let collectors = config
             .instances
             .iter()
@@ -177,15 +191,17 @@ impl Application {
     }
 
     pub fn router(state: Arc<AppState>) -> Router {
-        Router::new()
+        let mut router = Router::new()
             .route("/", any(protocol::rpc))
             .route("/healthz", get(|| async { "ok\n" }))
             .route(
                 "/downloads/{task}/{file}",
                 get(protocol::download::download),
-            )
-            .fallback(protocol::not_found)
-            .with_state(state)
+            );
+        if !matches!(state.metrics_access, MetricsAccess::Off) {
+            router = router.route("/metrics", get(protocol::metrics::scrape));
+        }
+        router.fallback(protocol::not_found).with_state(state)
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests. Exports in flight

@@ -17,6 +17,7 @@ pub struct Config {
     pub objects: ObjectsSettings,
     pub exports: ExportsConfig,
     pub limits: LimitsConfig,
+    pub metrics: MetricsConfig,
     pub accounts: Vec<AccountConfig>,
     pub instances: Vec<InstanceConfig>,
 }
@@ -85,6 +86,35 @@ impl Default for ExportsConfig {
             slow_query_ms: 1000,
             lease_seconds: 30,
         }
+    }
+}
+
+/// `[metrics]`: Prometheus metrics at `/metrics` on the API's listener, off by default.
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    pub enabled: bool,
+    /// When set (the token itself, or `env:VAR`), scrapes must send
+    /// `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+}
+
+impl MetricsConfig {
+    /// The token scrapes must present, with `env:VAR` looked up.
+    pub fn token(&self, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<Secret>> {
+        let Some(value) = self.bearer_token.as_deref() else {
+            return Ok(None);
+        };
+        let value = match value.strip_prefix("env:") {
+            Some(var) => env(var).with_context(|| {
+                format!("environment variable {var} ([metrics] bearer_token) is not set")
+            })?,
+            None => value.to_owned(),
+        };
+        if value.is_empty() {
+            bail!("[metrics] bearer_token is empty");
+        }
+        Ok(Some(Secret::new(value)))
     }
 }
 
@@ -250,6 +280,7 @@ impl Config {
             account.secret(&env)?;
         }
         self.objects.validate(&env).context("[objects]")?;
+        self.metrics.token(&env)?;
         let e = &self.exports;
         if e.max_running_per_account == 0 || e.max_attempts == 0 || e.lease_seconds < 5 {
             bail!("[exports] max_running_per_account and max_attempts must be at least 1, lease_seconds at least 5");

@@ -5,6 +5,7 @@ pub mod actions;
 pub mod app;
 pub mod config;
 pub mod links;
+pub mod metrics;
 pub mod protocol;
 pub mod registry;
 pub mod state;

@@ -1,7 +1,7 @@
 //! The in-memory view of keys, instances and download tasks that every request reads, kept in
 //! step with the store: requests never touch the database on the hot path.
 
-use gpdiag_core::{AccessKey, DownloadTask, DownloadTaskType, Instance, Secret};
+use gpdiag_core::{AccessKey, DownloadTask, DownloadTaskType, Instance, Secret, TaskStatus};
 use gpdiag_store::{Store, StoreError};
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -82,6 +82,21 @@ impl Registry {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// How many tasks of every instance are in each status.
+    pub fn task_counts(&self) -> [(TaskStatus, usize); 3] {
+        let mut counts = [
+            (TaskStatus::Running, 0),
+            (TaskStatus::Finished, 0),
+            (TaskStatus::Failed, 0),
+        ];
+        for task in self.current().tasks.values().flatten() {
+            if let Some(slot) = counts.iter_mut().find(|(status, _)| *status == task.status) {
+                slot.1 += 1;
+            }
+        }
+        counts
     }
 
     /// Reloads everything from the store.

@@ -1,12 +1,13 @@
 //! What every request shares: the registry, the limiters, the replay memory, the store, the
-//! export settings and the clock.
+//! export settings, the metrics and the clock.
 
 use crate::links::LinkSigner;
+use crate::metrics::Metrics;
 use crate::protocol::nonce::NonceCache;
 use crate::protocol::throttle::Throttle;
 use crate::registry::Registry;
 use chrono::{DateTime, Utc};
-use gpdiag_core::Clock;
+use gpdiag_core::{Clock, Secret};
 use gpdiag_objects::Objects;
 use gpdiag_store::Store;
 use gpdiag_wire::api::Action;
@@ -23,6 +24,17 @@ pub struct AppState {
     pub clock: Arc<dyn Clock>,
     pub public_url: String,
     pub exports: Exports,
+    pub metrics: Metrics,
+    pub metrics_access: MetricsAccess,
+}
+
+/// Who may read `/metrics` (`[metrics]`).
+pub enum MetricsAccess {
+    /// Not served: the path is unknown, like any other.
+    Off,
+    Open,
+    /// Scrapes must send `Authorization: Bearer <token>`.
+    Bearer(Secret),
 }
 
 /// What the export actions and the download route need.

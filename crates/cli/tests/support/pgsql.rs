@@ -929,6 +929,9 @@ url = "{store_url}"
 [objects]
 url = "file://{objects}"
 
+[metrics]
+enabled = true
+
 [[accounts]]
 name = "collector"
 access_key_id = "{id}"

@@ -4,6 +4,7 @@
 
 pub mod auth;
 pub mod download;
+pub mod metrics;
 pub mod nonce;
 pub mod throttle;
 
@@ -56,7 +57,13 @@ pub async fn rpc(State(app): State<Arc<AppState>>, request: Request) -> Response
         &mut action_name,
     )
     .await;
-    let elapsed_us = started.elapsed().as_micros();
+    let elapsed = started.elapsed();
+    let elapsed_us = elapsed.as_micros();
+    let code = match &result {
+        Ok(_) => "OK",
+        Err(rejection) => rejection.error.code.as_str(),
+    };
+    app.metrics.observe_call(&action_name, code, elapsed);
     match result {
         Ok(body) => {
             tracing::debug!(%request_id, action = %action_name, elapsed_us, "ok");

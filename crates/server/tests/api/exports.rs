@@ -39,7 +39,7 @@ fn record(i: usize) -> QueryRecord {
     }
 }
 
-async fn seeded_with(tweak: impl FnOnce(&mut gpdiag_server::Config)) -> TestApp {
+pub async fn seeded_with(tweak: impl FnOnce(&mut gpdiag_server::Config)) -> TestApp {
     let app = spawn_app_with(tweak).await;
     let records: Vec<_> = (0..500).map(record).collect();
     app.state.store.upsert_records(records).await.unwrap();
@@ -58,7 +58,7 @@ fn params<'a>(extra: &[(&'a str, &'a str)]) -> Vec<(&'a str, &'a str)> {
     all
 }
 
-async fn start(app: &TestApp, extra: &[(&str, &str)]) -> String {
+pub async fn start(app: &TestApp, extra: &[(&str, &str)]) -> String {
     let answer = app
         .call_acs3(&alice(), "DownloadDiagnosisRecords", &params(extra))
         .await;
@@ -72,7 +72,7 @@ async fn start(app: &TestApp, extra: &[(&str, &str)]) -> String {
 }
 
 /// Polls DescribeDownloadRecords until the download ends; returns its record.
-async fn wait(app: &TestApp, id: &str, task_type: &str) -> Value {
+pub async fn wait(app: &TestApp, id: &str, task_type: &str) -> Value {
     for _ in 0..200 {
         let list = app
             .call_v1(

@@ -7,6 +7,7 @@ mod download_progress;
 mod exports;
 mod helpers;
 mod instances;
+mod metrics;
 mod raw_http;
 mod signing;
 mod vectors;
