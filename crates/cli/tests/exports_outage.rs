@@ -1,6 +1,7 @@
 //! The object store (S3, a private Garage) goes away while an export is uploading: the export
 //! fails with a message that names the object store, the server keeps serving, nothing partial
-//! is visible once the store is back, and exports work again.
+//! is visible once the store is back, the abandoned uploads are aborted then, and exports work
+//! again.
 //!
 //! This test stops and restarts its S3 server, so it always starts its own Garage with
 //! scripts/s3-server (never the shared one of GPDIAG_TEST_S3_*). Never skipped.
@@ -154,6 +155,20 @@ fn an_object_store_outage_fails_the_export_clearly_and_the_server_keeps_serving(
 
     // Garage back: nothing of the failed exports is visible, and exports work again.
     garage.restart();
+    // The aborts the server sent while the store was down are retried: the failed uploads'
+    // parts are removed once it is back, not left to a lifecycle rule.
+    eprintln!(
+        "unfinished uploads when Garage came back: {}",
+        garage.unfinished_uploads()
+    );
+    let t = Instant::now();
+    wait_for(
+        "the failed exports' uploads to be aborted",
+        Duration::from_secs(120),
+        Duration::from_millis(500),
+        || (garage.unfinished_uploads() == 0).then_some(()),
+    );
+    eprintln!("their aborts went through {:?} later", t.elapsed());
     let rt = tokio::runtime::Runtime::new().unwrap();
     let left = list_bucket(&rt, &garage, &prefix);
     assert!(

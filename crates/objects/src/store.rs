@@ -30,6 +30,11 @@ pub const PART_SIZE: usize = 5 * 1024 * 1024;
 /// `(MAX_PARTS_IN_FLIGHT + 1) * PART_SIZE` bytes (15 MiB) whatever the object's size.
 pub const MAX_PARTS_IN_FLIGHT: usize = 2;
 
+/// How long the abort of an abandoned upload is retried while the store cannot be reached;
+/// after that, the bucket's lifecycle rule for incomplete uploads has to remove its parts.
+const ABORT_RETRY_FOR: Duration = Duration::from_secs(15 * 60);
+const ABORT_RETRY_MAX_DELAY: Duration = Duration::from_secs(30);
+
 /// Bytes read from the store, as they arrive.
 pub type ByteStream = BoxStream<'static, Result<Bytes, ObjectsError>>;
 
@@ -528,9 +533,51 @@ impl Writer {
         self.upload.complete().await.map(|_| ())
     }
 
-    async fn abort(mut self) -> object_store::Result<()> {
+    async fn abort(&mut self) -> object_store::Result<()> {
         self.parts.shutdown().await;
         self.upload.abort().await
+    }
+
+    /// Aborts the store's upload now and, if the store does not answer (an outage is the
+    /// usual reason an upload is abandoned), keeps trying in the background with backoff, so
+    /// its parts are gone soon after the store is back.
+    async fn abandon(mut self, objects: &Objects, key: &str) -> object_store::Result<()> {
+        let result = self.abort().await;
+        if result.is_err() {
+            self.retry_abort(objects.clone(), key.to_owned());
+        }
+        result
+    }
+
+    fn retry_abort(mut self, objects: Objects, key: String) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let started = tokio::time::Instant::now();
+            let mut delay = Duration::from_secs(1);
+            loop {
+                tokio::time::sleep(delay).await;
+                match self.upload.abort().await {
+                    Ok(()) => {
+                        tracing::info!(%key, "aborted an abandoned upload once the object store answered");
+                        return;
+                    }
+                    Err(_) if started.elapsed() + delay < ABORT_RETRY_FOR => {
+                        delay = (delay * 2).min(ABORT_RETRY_MAX_DELAY);
+                    }
+                    Err(e) => {
+                        let error = objects.fail(format_args!("aborting the upload of {key}"), &e);
+                        tracing::warn!(
+                            %error,
+                            "gave up aborting an abandoned upload: the bucket's lifecycle rule \
+                             for incomplete multipart uploads has to remove its parts"
+                        );
+                        return;
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -569,7 +616,7 @@ impl Upload {
                 .objects
                 .fail(format_args!("uploading {}", self.key), &e);
             if let Some(writer) = self.writer.take() {
-                let _ = writer.abort().await;
+                let _ = writer.abandon(&self.objects, &self.key).await;
             }
             return Err(error);
         }
@@ -586,7 +633,7 @@ impl Upload {
         if self.written == 0 {
             // S3 needs at least one part, and Garage refuses an empty one: an empty object is
             // a plain PUT instead, as atomic as completing.
-            let _ = writer.abort().await;
+            let _ = writer.abandon(&self.objects, &self.key).await;
             return match self
                 .objects
                 .store()
@@ -605,18 +652,19 @@ impl Upload {
                 let error = self
                     .objects
                     .fail(format_args!("completing the upload of {}", self.key), &e);
-                let _ = writer.abort().await;
+                let _ = writer.abandon(&self.objects, &self.key).await;
                 Err(error)
             }
         }
     }
 
     /// Abandons the upload: parts already sent are discarded and nothing appears at the key.
+    /// If the store does not answer, the abort is retried in the background.
     pub async fn abort(mut self) -> Result<(), ObjectsError> {
         let Some(writer) = self.writer.take() else {
             return Ok(());
         };
-        writer.abort().await.map_err(|e| {
+        writer.abandon(&self.objects, &self.key).await.map_err(|e| {
             self.objects
                 .fail(format_args!("aborting the upload of {}", self.key), &e)
         })
@@ -630,8 +678,9 @@ impl Drop for Upload {
             // upload is left to its own expiry (a local staging file is removed by
             // LocalFileSystem's own Drop).
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                let (objects, key) = (self.objects.clone(), self.key.clone());
                 runtime.spawn(async move {
-                    let _ = writer.abort().await;
+                    let _ = writer.abandon(&objects, &key).await;
                 });
             }
         }
@@ -732,6 +781,86 @@ mod tests {
             "at most {MAX_PARTS_IN_FLIGHT} parts in flight, and the concurrency is used"
         );
         assert_eq!(completed.load(Ordering::SeqCst), 1);
+    }
+
+    /// A multipart upload whose abort fails (the store unreachable) `failures` times.
+    struct UnreachableAbort {
+        failures: usize,
+        aborts: Arc<AtomicUsize>,
+    }
+
+    impl fmt::Debug for UnreachableAbort {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("UnreachableAbort")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl MultipartUpload for UnreachableAbort {
+        fn put_part(&mut self, _: PutPayload) -> UploadPart {
+            Box::pin(async { Ok(()) })
+        }
+
+        async fn complete(&mut self) -> object_store::Result<PutResult> {
+            unreachable!("never completed")
+        }
+
+        async fn abort(&mut self) -> object_store::Result<()> {
+            let n = self.aborts.fetch_add(1, Ordering::SeqCst);
+            if n < self.failures {
+                return Err(object_store::Error::Generic {
+                    store: "test",
+                    source: "connection refused".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    fn unreachable_abort(failures: usize) -> (Writer, Arc<AtomicUsize>) {
+        let aborts = Arc::new(AtomicUsize::new(0));
+        let upload = UnreachableAbort {
+            failures,
+            aborts: Arc::clone(&aborts),
+        };
+        let writer = Writer {
+            upload: Box::new(upload),
+            buffer: PutPayloadMut::new(),
+            parts: JoinSet::new(),
+        };
+        (writer, aborts)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_abort_the_store_refuses_is_retried_until_it_answers() {
+        let objects = Objects::open(&bucket(None), Some(&s3(None, false))).unwrap();
+        let (writer, aborts) = unreachable_abort(5);
+        assert!(writer.abandon(&objects, "a/b.csv").await.is_err());
+        assert_eq!(
+            aborts.load(Ordering::SeqCst),
+            1,
+            "the first attempt is inline"
+        );
+        // The clock is paused: sleeping lets the retries (1 s, 2 s, 4 s, … apart) run.
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert_eq!(
+            aborts.load(Ordering::SeqCst),
+            6,
+            "retried until the store answered, then no more"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retrying_an_abort_ends() {
+        let objects = Objects::open(&bucket(None), Some(&s3(None, false))).unwrap();
+        let (writer, aborts) = unreachable_abort(usize::MAX);
+        assert!(writer.abandon(&objects, "a/b.csv").await.is_err());
+        tokio::time::sleep(ABORT_RETRY_FOR + ABORT_RETRY_MAX_DELAY).await;
+        let tried = aborts.load(Ordering::SeqCst);
+        // 1, 2, 4, 8, 16, then every 30 s for the rest of the 15 minutes.
+        assert!((25..=40).contains(&tried), "{tried} attempts");
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+        assert_eq!(aborts.load(Ordering::SeqCst), tried, "it gave up");
     }
 
     fn s3(endpoint: Option<&str>, path_style: bool) -> S3Settings {

@@ -629,6 +629,25 @@ impl Garage {
         &self.env[name]
     }
 
+    /// Multipart uploads begun in the bucket and neither completed nor aborted.
+    pub fn unfinished_uploads(&self) -> u64 {
+        let out = Command::new(script("s3-server"))
+            .arg("unfinished")
+            .arg(self.dir.path())
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            out.status.success(),
+            "scripts/s3-server unfinished failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("scripts/s3-server unfinished printed {stdout:?}"))
+    }
+
     /// Bytes in Garage's data directory: grows as parts are uploaded.
     pub fn data_bytes(&self) -> u64 {
         files_under(&self.dir.path().join("data")).values().sum()
