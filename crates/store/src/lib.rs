@@ -12,6 +12,7 @@ use gpdiag_core::{
 };
 use std::sync::Arc;
 
+pub use postgres::tls as pg_tls;
 pub use postgres::PostgresStore;
 pub use sqlite::SqliteStore;
 

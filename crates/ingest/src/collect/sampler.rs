@@ -3,9 +3,9 @@
 
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use gpdiag_core::{QueryRecord, QueryStatus};
-use std::str::FromStr;
+use gpdiag_store::pg_tls::{describe, PgDsn, TlsConnector};
 use std::time::{Duration, Instant};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 
 /// The longest wait between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -13,6 +13,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct Sampler {
     instance: String,
     config: tokio_postgres::Config,
+    tls: TlsConnector,
     client: Option<(Client, String)>,
     backoff: Duration,
     next_attempt: Option<Instant>,
@@ -30,9 +31,13 @@ pub enum SampleError {
 }
 
 impl Sampler {
+    /// `dsn` is libpq's: `sslmode` and `sslrootcert` as `gpdiag_store::pg_tls` reads them
+    /// (the CA file is read now).
     pub fn new(instance: &str, dsn: &str) -> Result<Self, SampleError> {
-        let mut config = tokio_postgres::Config::from_str(dsn)
-            // The driver's message never includes the password.
+        let PgDsn {
+            mut config, tls, ..
+        } = PgDsn::parse(dsn)
+            // Its messages never include the password.
             .map_err(|e| SampleError::Dsn(e.to_string()))?;
         config
             .application_name("gpdiag-collector")
@@ -42,6 +47,7 @@ impl Sampler {
         Ok(Self {
             instance: instance.to_owned(),
             config,
+            tls,
             client: None,
             backoff: Duration::from_secs(1),
             next_attempt: None,
@@ -66,7 +72,7 @@ impl Sampler {
                 rows.iter().map(|row| self.record(row)).collect()
             }
             Err(e) => {
-                let message = e.to_string();
+                let message = describe(&e);
                 if client.is_closed() {
                     self.client = None;
                     self.schedule_retry();
@@ -85,11 +91,14 @@ impl Sampler {
                 )));
             }
         }
-        let (client, connection) = match self.config.connect(NoTls).await {
+        let (client, connection) = match self.config.connect(self.tls.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 self.schedule_retry();
-                return Err(SampleError::Unavailable(format!("cannot connect: {e}")));
+                return Err(SampleError::Unavailable(format!(
+                    "cannot connect: {}",
+                    describe(&e)
+                )));
             }
         };
         let instance = self.instance.clone();
@@ -102,7 +111,7 @@ impl Sampler {
             Ok(q) => q,
             Err(e) => {
                 self.schedule_retry();
-                return Err(SampleError::Query(e.to_string()));
+                return Err(SampleError::Query(describe(&e)));
             }
         };
         self.next_attempt = None;
@@ -116,7 +125,7 @@ impl Sampler {
     }
 
     fn record(&self, row: &tokio_postgres::Row) -> Result<QueryRecord, SampleError> {
-        let bad = |e: tokio_postgres::Error| SampleError::Query(e.to_string());
+        let bad = |e: tokio_postgres::Error| SampleError::Query(describe(&e));
         let sampled_at: DateTime<Utc> = row.try_get("sampled_at").map_err(bad)?;
         let query_start: DateTime<Utc> = row.try_get("query_start").map_err(bad)?;
         let session_id: String = row.try_get("session_id").map_err(bad)?;

@@ -5,10 +5,10 @@
 mod collectors;
 mod records;
 mod tasks;
+pub mod tls;
 
 use crate::{
-    redact_url, CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage,
-    Store, StoreError,
+    CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage, Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -18,10 +18,9 @@ use gpdiag_core::{
     TimeWindow,
 };
 use std::collections::BTreeMap;
-use std::str::FromStr;
 use std::time::Duration;
+use tls::{PgDsn, TlsConnector};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::NoTls;
 
 /// The URL parameter that sets the pool size; tokio-postgres itself would refuse it.
 const POOL_SIZE_PARAM: &str = "pool_size";
@@ -188,6 +187,8 @@ const CASE_PROBE: &str = "ZOË ÖL ÄPFEL ΣΑΣ İ";
 #[derive(Clone)]
 pub struct PostgresStore {
     pool: Pool,
+    /// The pool's TLS, also for cancelling a statement on one of its connections.
+    tls: TlsConnector,
     /// `COLLATE "..."` (or nothing) applied to both sides of the keyword test; chosen once at
     /// open from a fixed list, never from input.
     keyword_collation: &'static str,
@@ -202,7 +203,8 @@ impl PostgresStore {
     pub const DEFAULT_POOL_SIZE: usize = 16;
 
     /// Connects to the database a `postgres://` URL names and runs pending migrations. The URL
-    /// may carry `pool_size=N` besides the libpq parameters tokio-postgres understands.
+    /// may carry `pool_size=N` besides the libpq parameters tokio-postgres understands, and
+    /// `sslmode` and `sslrootcert` mean what they mean to libpq (see [`tls`]).
     pub async fn open(url: &str) -> Result<Self, StoreError> {
         let (url_without_size, size) = take_pool_size(url)?;
         Self::open_with_pool_size(&url_without_size, size.unwrap_or(Self::DEFAULT_POOL_SIZE)).await
@@ -214,19 +216,21 @@ impl PostgresStore {
         let context = |what: &str, e: StoreError| in_context(url, what, e);
         if pool_size == 0 {
             return Err(StoreError::Unsupported(
-                redact_url(url),
+                tls::redact(url),
                 "pool_size must be at least 1",
             ));
         }
-        let mut config = tokio_postgres::Config::from_str(url)
-            .map_err(|e| context("cannot parse", StoreError::Backend(describe(&e))))?;
+        let PgDsn {
+            mut config, tls, ..
+        } = PgDsn::parse(url)
+            .map_err(|e| context("cannot parse", StoreError::Backend(e.to_string())))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(Duration::from_secs(10));
         }
         if config.get_application_name().is_none() {
             config.application_name("gpdiag");
         }
-        let pool = Pool::builder(Manager::new(config, NoTls))
+        let pool = Pool::builder(Manager::new(config, tls.clone()))
             .max_size(pool_size)
             .runtime(Runtime::Tokio1)
             // A request waits for a free connection this long, then fails instead of hanging.
@@ -245,6 +249,7 @@ impl PostgresStore {
             .map_err(|e| context("cannot use", e))?;
         Ok(Self {
             pool,
+            tls,
             keyword_collation,
         })
     }
@@ -260,7 +265,7 @@ fn in_context(url: &str, what: &str, e: StoreError) -> StoreError {
     let say = |message: String| {
         format!(
             "{what} {}: {}",
-            redact_url(url),
+            tls::redact(url),
             scrub_password(url, &message)
         )
     };
@@ -275,48 +280,24 @@ fn in_context(url: &str, what: &str, e: StoreError) -> StoreError {
 
 /// Removes `pool_size=N` from the URL's query string, which is ours, not libpq's.
 fn take_pool_size(url: &str) -> Result<(String, Option<usize>), StoreError> {
-    let Some((base, query)) = url.split_once('?') else {
-        return Ok((url.to_owned(), None));
-    };
-    let mut size = None;
-    let mut rest = Vec::new();
-    for pair in query.split('&') {
-        match pair.split_once('=') {
-            Some((POOL_SIZE_PARAM, value)) => {
-                size = Some(value.parse().map_err(|_| {
-                    StoreError::Unsupported(
-                        redact_url(url),
-                        "pool_size must be a positive whole number",
-                    )
-                })?);
-            }
-            _ => rest.push(pair),
-        }
+    let (rest, taken) = tls::take_params(url, &[POOL_SIZE_PARAM]);
+    match taken.last() {
+        None => Ok((rest, None)),
+        Some((_, value)) => value.parse().map(|n| (rest, Some(n))).map_err(|_| {
+            StoreError::Unsupported(
+                tls::redact(url),
+                "pool_size must be a positive whole number",
+            )
+        }),
     }
-    let url = if rest.is_empty() {
-        base.to_owned()
-    } else {
-        format!("{base}?{}", rest.join("&"))
-    };
-    Ok((url, size))
 }
 
-/// Replaces the URL's password, raw or percent-decoded, wherever a driver message repeats it.
+/// Replaces the URL's passwords, raw or percent-decoded, wherever a driver message repeats
+/// them.
 fn scrub_password(url: &str, message: &str) -> String {
-    let Some(rest) = url.split_once("://").map(|(_, rest)| rest) else {
-        return message.to_owned();
-    };
-    let Some(userinfo) = rest.rfind('@').map(|at| &rest[..at]) else {
-        return message.to_owned();
-    };
-    let Some((_, password)) = userinfo.split_once(':') else {
-        return message.to_owned();
-    };
     let mut out = message.to_owned();
-    for secret in [password.to_owned(), percent_decode(password)] {
-        if !secret.is_empty() {
-            out = out.replace(&secret, "***");
-        }
+    for secret in tls::passwords(url) {
+        out = out.replace(&secret, "***");
     }
     out
 }
@@ -754,6 +735,7 @@ impl Store for PostgresStore {
     ) -> tokio::sync::mpsc::Receiver<Result<Vec<QueryRecord>, StoreError>> {
         records::stream(
             self.pool.clone(),
+            self.tls.clone(),
             self.keyword_collation,
             filter,
             order,
@@ -930,6 +912,11 @@ mod tests {
             ("postgres://u@h/db".to_owned(), None)
         );
         assert!(take_pool_size("postgres://u:pw@h/db?pool_size=x").is_err());
+        // A '?' in the password does not start the query string.
+        assert_eq!(
+            take_pool_size("postgres://u:a?b@h/db?pool_size=3").unwrap(),
+            ("postgres://u:a?b@h/db".to_owned(), Some(3))
+        );
     }
 
     #[test]
@@ -937,5 +924,9 @@ mod tests {
         let url = "postgres://u:p%40ss@h/db";
         assert_eq!(scrub_password(url, "bad p%40ss or p@ss"), "bad *** or ***");
         assert_eq!(scrub_password("postgres://u@h/db", "x"), "x");
+        assert_eq!(
+            scrub_password("postgres://u@h/db?password=s3cret", "bad s3cret"),
+            "bad ***"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! Query records in PostgreSQL: bulk upsert through binary COPY, filtered listings and streams
 //! (one [`Selection`] builds the SQL for both), lookups and dimensions.
 
+use super::tls::TlsConnector;
 use super::{backend, pool_error, to_millis};
 use crate::{Dimensions, Page, Plans, RecordPage, StoreError};
 use deadpool_postgres::{Object, Pool};
@@ -11,7 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use tokio::sync::mpsc;
 use tokio_postgres::binary_copy::BinaryCopyInWriter;
 use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{IsolationLevel, NoTls, Row};
+use tokio_postgres::{IsolationLevel, Row};
 
 const COLUMNS: &str = "instance, query_id, session_id, database, user_name, start_time, \
                        duration_ms, running, error, sql, plan_json, plan_text, row_count, source, \
@@ -342,6 +343,7 @@ type Batches = mpsc::Sender<Result<Vec<QueryRecord>, StoreError>>;
 /// dropped, even in the middle of a statement.
 pub(super) fn stream(
     pool: Pool,
+    tls: TlsConnector,
     keyword_collation: &'static str,
     filter: &RecordFilter,
     order: RecordOrder,
@@ -386,7 +388,7 @@ pub(super) fn stream(
                 // stop it, and keep the connection out of the pool so the cancel can never
                 // hit another caller's statement (it may arrive after ours ended).
                 let detached = Object::take(client);
-                let _ = cancel.cancel_query(NoTls).await;
+                let _ = cancel.cancel_query(tls).await;
                 drop(detached);
             }
         }
