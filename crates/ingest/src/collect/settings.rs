@@ -108,7 +108,9 @@ fn parse_interval(text: &str) -> Option<Duration> {
 }
 
 impl CollectSettings {
-    /// Checks what serde cannot: something to collect from, and a DSN whose `env:VAR` is set.
+    /// Checks what serde cannot: something to collect from, and a DSN whose `env:VAR` is set
+    /// and that can be used as it says (its `sslmode`, its `sslrootcert` file), so a bad one
+    /// stops the start instead of a sampler that never runs.
     pub fn validate(&self, env: impl Fn(&str) -> Option<String>) -> Result<(), String> {
         if self.dsn.is_none() && self.log_dir.is_none() {
             return Err(
@@ -119,7 +121,12 @@ impl CollectSettings {
         if !(64 << 10..=256 << 20).contains(&self.max_record_bytes) {
             return Err("max_record_bytes must be from 65536 to 268435456".into());
         }
-        self.resolved_dsn(env).map(|_| ())
+        match self.resolved_dsn(env)? {
+            Some(dsn) => gpdiag_store::pg_tls::PgDsn::parse(&dsn)
+                .map(|_| ())
+                .map_err(|e| format!("dsn: {e}")),
+            None => Ok(()),
+        }
     }
 
     /// The DSN with `env:VAR` looked up.
@@ -205,6 +212,20 @@ mod tests {
         let env = parse("dsn='env:MON_DSN'").unwrap();
         assert!(env.validate(|_| None).unwrap_err().contains("MON_DSN"));
         assert!(env.validate(|_| Some("postgres://m@h/db".into())).is_ok());
+        let bad_mode = env
+            .validate(|_| Some("postgres://m:hunter2@h/db?sslmode=sometimes".into()))
+            .unwrap_err();
+        assert!(
+            bad_mode.contains("sslmode") && !bad_mode.contains("hunter2"),
+            "{bad_mode}"
+        );
+        let no_ca = env
+            .validate(|_| Some("host=h user=m password=hunter2 sslmode=verify-full sslrootcert=/nonexistent/ca.pem".into()))
+            .unwrap_err();
+        assert!(
+            no_ca.contains("/nonexistent/ca.pem") && !no_ca.contains("hunter2"),
+            "{no_ca}"
+        );
     }
 
     #[test]
