@@ -71,6 +71,27 @@ pub struct QueryRecord {
     pub parameters: Option<String>,
 }
 
+impl QueryRecord {
+    /// The first text field holding U+0000, which no store can keep (PostgreSQL refuses it
+    /// in text); such a record is refused where it enters.
+    pub fn field_with_nul(&self) -> Option<&'static str> {
+        [
+            ("query_id", Some(&self.query_id)),
+            ("session_id", Some(&self.session_id)),
+            ("database", Some(&self.database)),
+            ("user", Some(&self.user)),
+            ("sql", Some(&self.sql)),
+            ("source", Some(&self.source)),
+            ("error", self.error.as_ref()),
+            ("plan_json", self.plan_json.as_ref()),
+            ("plan_text", self.plan_text.as_ref()),
+            ("parameters", self.parameters.as_ref()),
+        ]
+        .into_iter()
+        .find_map(|(name, text)| text.filter(|t| t.contains('\0')).map(|_| name))
+    }
+}
+
 /// A half-open window `[start, end)` with `end > start`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TimeWindow {

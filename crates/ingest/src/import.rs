@@ -141,6 +141,16 @@ fn build(instance: &str, f: Fields<'_>) -> Result<QueryRecord, String> {
     })
 }
 
+/// A record no store can hold is a bad line, not a failed import.
+fn storable(record: QueryRecord) -> Result<QueryRecord, String> {
+    match record.field_with_nul() {
+        Some(field) => Err(format!(
+            "{field} contains a NUL character (U+0000), which cannot be stored"
+        )),
+        None => Ok(record),
+    }
+}
+
 fn clip(s: &str) -> String {
     s.chars().take(64).collect()
 }
@@ -320,10 +330,12 @@ fn parse_all<R: Read>(
                         if text.trim().is_empty() {
                             continue;
                         }
-                        parse_json_line(instance, text).map_err(|reason| BadLine {
-                            line: number,
-                            reason,
-                        })
+                        parse_json_line(instance, text)
+                            .and_then(storable)
+                            .map_err(|reason| BadLine {
+                                line: number,
+                                reason,
+                            })
                     }
                 };
                 if !emit(item, &mut batch) {
@@ -349,7 +361,9 @@ fn parse_all<R: Read>(
                 let item = match row {
                     Ok(row) => {
                         let line = row.position().map_or(0, |p| p.line());
-                        parse_csv_row(instance, &row).map_err(|reason| BadLine { line, reason })
+                        parse_csv_row(instance, &row)
+                            .and_then(storable)
+                            .map_err(|reason| BadLine { line, reason })
                     }
                     Err(e) => Err(BadLine {
                         line: e.position().map_or(0, |p| p.line()),
@@ -413,8 +427,14 @@ mod tests {
                 "query_id",
             ),
             ("{not json", "valid"),
+            (
+                r#"{"query_id":"q","database":"d","user":"u","start_time":"2026-11-01T10:00:00Z","duration_ms":1,"status":"finished","sql":"","plan_text":"a\u0000b"}"#,
+                "plan_text contains a NUL",
+            ),
         ] {
-            let err = parse_json_line("gp-1", line).unwrap_err();
+            let err = parse_json_line("gp-1", line)
+                .and_then(storable)
+                .unwrap_err();
             assert!(err.contains(why), "{err} lacks {why}");
         }
     }

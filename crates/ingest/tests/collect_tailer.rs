@@ -273,6 +273,40 @@ async fn an_oversized_statement_is_stored_cut_and_flagged_and_reading_goes_on() 
     assert_eq!(records[1].sql, "SELECT 2");
 }
 
+/// Zeros in a damaged file can land inside a record; no store can hold U+0000 (PostgreSQL
+/// refuses it), so that record is skipped as unreadable and the rest is read.
+#[tokio::test]
+async fn a_record_with_a_nul_character_is_skipped_as_unreadable() {
+    let s = setup();
+    let store = store(&s.db).await;
+    let log = s.logs.join("p.csv");
+    append(
+        &log,
+        statement_line(
+            "6b1312b4.1883",
+            1,
+            "duration: 1.500 ms  statement: SELECT '\0'",
+        )
+        .as_bytes(),
+    );
+    append(
+        &log,
+        statement_line(
+            "6b1312b4.1883",
+            2,
+            "duration: 2.000 ms  statement: SELECT 2",
+        )
+        .as_bytes(),
+    );
+    let mut tailer = Tailer::new("gp-1", &s.logs, LogFormat::Csvlog, MAX_RECORD);
+    let stats = tailer.pass(&store).await.unwrap();
+    assert_eq!((stats.records, stats.bad_records), (1, 1));
+    let records = all_records(&store, "gp-1").await;
+    assert_eq!(keys(&records), vec!["6b1312b4.1883:2"]);
+    // Read past, not again.
+    assert_eq!(tailer.pass(&store).await.unwrap().bad_records, 0);
+}
+
 /// A csvlog statement record of session `session`, line `n`.
 fn statement_line(session: &str, n: u32, message: &str) -> String {
     format!(

@@ -55,6 +55,14 @@ impl Params {
                     format_args!("longer than {MAX_VALUE_BYTES} bytes"),
                 ));
             }
+            // No store can hold U+0000 in text (PostgreSQL refuses it), and no API value
+            // needs it.
+            if name.contains('\0') || value.contains('\0') {
+                return Err(ApiError::invalid(
+                    &printable(name),
+                    "it contains a NUL character (U+0000)",
+                ));
+            }
             if index.insert(name.clone(), i).is_some() {
                 return Err(ApiError::invalid(name, "given more than once"));
             }
@@ -160,6 +168,17 @@ mod tests {
         let err = params(&[("A", "1"), ("A", "2")]).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidParameter);
         assert!(err.message.contains("\"A\""), "{}", err.message);
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_names_and_values() {
+        for pairs in [[("Keyword", "a\0b")], [("Key\0word", "ab")]] {
+            let err = params(&pairs).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidParameter);
+            assert!(err.message.contains("NUL"), "{}", err.message);
+            assert!(!err.message.contains('\0'), "{:?}", err.message);
+        }
+        assert!(params(&[("Keyword", "a\u{1}b")]).is_ok());
     }
 
     #[test]

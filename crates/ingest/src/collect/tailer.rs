@@ -225,6 +225,17 @@ impl Tailer {
                                 .get_or_insert_with(|| format!("at byte {offset_start}: {reason}"));
                         }
                     });
+                    // A damaged file (zeros after a crash) can put U+0000 in a record, which
+                    // no store can hold: it is skipped as unreadable, not retried forever.
+                    step.records.retain(|r| {
+                        let Some(field) = r.field_with_nul() else {
+                            return true;
+                        };
+                        step.bad += 1;
+                        step.first_bad
+                            .get_or_insert_with(|| format!("{field} with a NUL character"));
+                        false
+                    });
                     let committed = reader.committed_offset();
                     builder.expire_before(committed.saturating_sub(RESUME_WINDOW));
                     step.pending = builder.oldest_pending_offset();

@@ -417,6 +417,14 @@ fn encoding_cases() -> Vec<Case> {
 /// Duplicated names and oversized input.
 fn duplicate_and_size_cases() -> Vec<Case> {
     let mut cases = vec![
+        // No store holds U+0000 in text: refused before any store sees it.
+        case("query: a value with %00", 400, "InvalidParameter", |app| {
+            query_plus(app, "Extra=a%00b")
+        })
+        .naming("\"Extra\""),
+        case("query: a name with %00", 400, "InvalidParameter", |app| {
+            query_plus(app, "Ex%00tra=1")
+        }),
         case(
             "query: Extra twice, same value",
             400,
