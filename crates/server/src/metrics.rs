@@ -13,13 +13,13 @@ use std::time::Duration;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CallLabels {
-    action: String,
-    code: String,
+    action: &'static str,
+    code: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ActionLabel {
-    action: String,
+    action: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -143,17 +143,10 @@ impl Metrics {
 
     /// Counts one answered API call. `action` is empty when it was not a known action, so the
     /// label values stay a small fixed set whatever clients send.
-    pub fn observe_call(&self, action: &str, code: &str, elapsed: Duration) {
-        self.calls
-            .get_or_create(&CallLabels {
-                action: action.to_owned(),
-                code: code.to_owned(),
-            })
-            .inc();
+    pub fn observe_call(&self, action: &'static str, code: &'static str, elapsed: Duration) {
+        self.calls.get_or_create(&CallLabels { action, code }).inc();
         self.latency
-            .get_or_create(&ActionLabel {
-                action: action.to_owned(),
-            })
+            .get_or_create(&ActionLabel { action })
             .observe(elapsed.as_secs_f64());
     }
 

@@ -46,7 +46,7 @@ pub async fn rpc(State(app): State<Arc<AppState>>, request: Request) -> Response
     let request_id = uuid::Uuid::new_v4().to_string().to_uppercase();
     let (parts, body) = request.into_parts();
     let mut format = Format::Json;
-    let mut action_name = String::new();
+    let mut action_name: &'static str = "";
     let result = process(
         &app,
         &parts.method,
@@ -63,7 +63,7 @@ pub async fn rpc(State(app): State<Arc<AppState>>, request: Request) -> Response
         Ok(_) => "OK",
         Err(rejection) => rejection.error.code.as_str(),
     };
-    app.metrics.observe_call(&action_name, code, elapsed);
+    app.metrics.observe_call(action_name, code, elapsed);
     match result {
         Ok(body) => {
             tracing::debug!(%request_id, action = %action_name, elapsed_us, "ok");
@@ -71,7 +71,7 @@ pub async fn rpc(State(app): State<Arc<AppState>>, request: Request) -> Response
                 StatusCode::OK,
                 format,
                 &request_id,
-                render::success(format, &action_name, &request_id, body),
+                render::success(format, action_name, &request_id, body),
                 None,
             )
         }
@@ -142,7 +142,7 @@ async fn process(
     header_map: &HeaderMap,
     body: Body,
     format: &mut Format,
-    action_name: &mut String,
+    action_name: &mut &'static str,
 ) -> Result<serde_json::Map<String, serde_json::Value>, Rejection> {
     if method != Method::GET && method != Method::POST {
         return Err(ApiError::code(ErrorCode::UnsupportedHttpMethod).into());
@@ -181,7 +181,7 @@ async fn process(
         .into());
     }
     let action = Action::parse(action)?;
-    *action_name = action.as_str().to_owned();
+    *action_name = action.as_str();
 
     let now = app.clock.now();
     let verified = auth::authenticate(
