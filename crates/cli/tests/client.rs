@@ -939,60 +939,37 @@ impl FakeServer {
     }
 }
 
-fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
-    let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\n{headers}\r\n").into_bytes();
-    out.extend_from_slice(body);
-    out
-}
-
-/// A DescribeDownloadRecords answer listing one finished export whose link is `/file`.
-fn one_finished_export(addr: &str) -> Vec<u8> {
-    let body = serde_json::json!({
-        "RequestId": "R-1",
-        "Records": [{
-            "DownloadId": 1, "FileName": "f.csv", "Status": "finished",
-            "DownloadUrl": format!("http://{addr}/file?Signature=abc"), "ExceptionMsg": "", "RowsDone": 3
-        }]
-    })
-    .to_string();
-    http(
-        "200 OK",
-        &format!(
-            "Content-Type: application/json\r\nContent-Length: {}\r\n",
-            body.len()
-        ),
-        body.as_bytes(),
-    )
-}
-
 #[test]
 fn downloads_that_break_off_or_are_refused_exit_9_and_leave_no_file() {
     let dir = tempfile::tempdir().unwrap();
     let download = |fake: &FakeServer| {
         Cli::new(&fake.addr, dir.path()).run(&["exports", "download", "--instance", "gp-x", "1"])
     };
-    // Content-Length says 100, 40 bytes come, then the connection closes.
+    // Content-Length says 100, 40 bytes come, then the connection closes; every time, since
+    // this server ignores Range: each retry starts over, and after the last one it is exit 9
+    // (tests/download_resume.rs has the resuming itself).
     let short = FakeServer::start(|first, addr| {
         if first.starts_with("POST") {
-            one_finished_export(addr)
+            cli::one_finished_export(addr)
         } else {
-            http("200 OK", "Content-Length: 100\r\n", &[b'x'; 40])
+            cli::http("200 OK", "Content-Length: 100\r\n", &[b'x'; 40])
         }
     });
     download(&short).fails(
         9,
         &[
             "broke off after 40 of 100 bytes",
+            "gave up after 5 retries",
             "tries again with a fresh link",
         ],
     );
     // An expired link.
     let expired = FakeServer::start(|first, addr| {
         if first.starts_with("POST") {
-            one_finished_export(addr)
+            cli::one_finished_export(addr)
         } else {
             let body = b"The link has expired.\n";
-            http(
+            cli::http(
                 "403 Forbidden",
                 &format!("Content-Length: {}\r\n", body.len()),
                 body,
@@ -1003,9 +980,9 @@ fn downloads_that_break_off_or_are_refused_exit_9_and_leave_no_file() {
     // The whole file: saved under the server's name, with the row count.
     let whole = FakeServer::start(|first, addr| {
         if first.starts_with("POST") {
-            one_finished_export(addr)
+            cli::one_finished_export(addr)
         } else {
-            http("200 OK", "Content-Length: 6\r\n", b"a,b\r\n\n")
+            cli::http("200 OK", "Content-Length: 6\r\n", b"a,b\r\n\n")
         }
     });
     let run = download(&whole);
@@ -1025,7 +1002,7 @@ fn downloads_that_break_off_or_are_refused_exit_9_and_leave_no_file() {
     // An answer that is not the API's: exit 6.
     let proxy = FakeServer::start(|_, _| {
         let body = b"<html>Bad Gateway</html>";
-        http(
+        cli::http(
             "502 Bad Gateway",
             &format!("Content-Length: {}\r\n", body.len()),
             body,
@@ -1040,7 +1017,7 @@ fn downloads_that_break_off_or_are_refused_exit_9_and_leave_no_file() {
     // A server error with the API's envelope: exit 6 with its Code and Message.
     let failing = FakeServer::start(|_, _| {
         let body = br#"{"RequestId":"R-2","HostId":"h","Code":"ServiceUnavailable","Message":"The store is unavailable.","Recommend":""}"#;
-        http(
+        cli::http(
             "503 Service Unavailable",
             &format!("Content-Length: {}\r\n", body.len()),
             body,

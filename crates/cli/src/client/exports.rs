@@ -2,8 +2,10 @@
 //! `gpdiag exports list|download|cancel` (DescribeDownloadRecords, CancelDownloadTask).
 //!
 //! Waiting polls DescribeDownloadRecords and shows gpdiag's `RowsDone` extension as it grows;
-//! downloading streams the signed `DownloadUrl` into `FILE.part`, checks the byte count against
-//! `Content-Length`, and only then renames it, so a file under the final name is always whole.
+//! downloading streams the signed `DownloadUrl` into `FILE.part` (resuming a transfer that
+//! breaks off with `Range` from the bytes already written, a few times), checks the byte count
+//! against the file's announced length, and only then renames it, so a file under the final name
+//! is always whole.
 
 use super::output::{self, TableOrJson};
 use super::progress::Ui;
@@ -478,7 +480,18 @@ fn plain_file_name(name: &str) -> Option<&str> {
     ok.then_some(name)
 }
 
-/// Downloads a finished export's file to `target`, checking its length.
+/// How many times a download that broke off (or met a server error) is tried again before it
+/// fails with exit 9: resumed with `Range` from the bytes already written, or started over when
+/// the server sends the whole file instead.
+const DOWNLOAD_RETRIES: u32 = 5;
+/// The pause before the first retry; each later one waits twice as long, up to
+/// `RETRY_PAUSE_MAX` (all five: under 6 seconds).
+const RETRY_PAUSE: Duration = Duration::from_millis(250);
+const RETRY_PAUSE_MAX: Duration = Duration::from_secs(2);
+
+/// Downloads a finished export's file to `target`. A transfer that breaks off is resumed from
+/// the bytes already written (`Range: bytes=N-`, taking only a `206` that starts at N), a few
+/// times with a short pause; the result must have the file's announced length.
 async fn download(
     client: &Client,
     instance: &str,
@@ -516,75 +529,69 @@ async fn download(
     let again = format!(
         "`gpdiag exports download --instance {instance} {id}` tries again with a fresh link"
     );
-    let mut response = tokio::select! {
-        r = client.fetch(&record.download_url) => r?,
-        _ = interrupt.pressed() => return Err(Failure::new(Exit::Interrupted, format!("interrupted; {again}"))),
-    };
-    let status = response.status();
-    if !status.is_success() {
-        let body = response.text().await.unwrap_or_default();
-        return Err(Failure::new(
-            Exit::Download,
-            format!(
-                "the download link of export {id} answered HTTP {}: {}\n  {again}",
-                status.as_u16(),
-                super::excerpt(&body)
-            ),
-        ));
-    }
-    let announced = response.content_length();
     let label = match &path {
         Some(p) => format!("download {}", p.display()),
         None => "download".to_owned(),
     };
-    let mut progress = client.ui.bytes(label, announced);
-    let mut sink = Sink::open(path.as_deref())?;
-    let mut got: u64 = 0;
-    let result: Outcome = async {
-        loop {
-            let chunk = tokio::select! {
-                c = response.chunk() => c,
-                _ = interrupt.pressed() => return Err(Failure::new(Exit::Interrupted, format!("interrupted; {again}"))),
-            };
-            match chunk {
-                Ok(Some(bytes)) => {
-                    sink.write(&bytes)?;
-                    got += bytes.len() as u64;
-                    progress.inc(bytes.len() as u64);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(Failure::new(
+    let mut fetch = Fetch {
+        client,
+        url: &record.download_url,
+        id,
+        again: &again,
+        sink: Sink::open(path.as_deref())?,
+        label,
+        progress: None,
+        got: 0,
+        total: None,
+        etag: None,
+    };
+    let mut retries = 0;
+    let outcome = loop {
+        match fetch.attempt(interrupt).await {
+            Ok(Step::Complete) => break Ok(()),
+            Ok(Step::More) => {}
+            Ok(Step::Broke(what)) => {
+                if retries == DOWNLOAD_RETRIES {
+                    break Err(Failure::new(
                         Exit::Download,
-                        format!(
-                            "the download of export {id} broke off after {got}{} bytes: {}\n  {again}",
-                            announced.map_or_else(String::new, |n| format!(" of {n}")),
-                            super::describe_http_error(&e)
-                        ),
-                    ))
+                        format!("{what}\n  gave up after {DOWNLOAD_RETRIES} retries; {again}"),
+                    ));
+                }
+                retries += 1;
+                let pause = RETRY_PAUSE
+                    .saturating_mul(1 << (retries - 1).min(16))
+                    .min(RETRY_PAUSE_MAX);
+                let how = if fetch.got > 0 {
+                    format!("resuming from byte {}", fetch.got)
+                } else {
+                    "trying again".to_owned()
+                };
+                fetch.note(&format!(
+                    "{what}; {how} in {} ms (retry {retries} of {DOWNLOAD_RETRIES})",
+                    pause.as_millis()
+                ));
+                tokio::select! {
+                    _ = tokio::time::sleep(pause) => {}
+                    _ = interrupt.pressed() => break Err(interrupted(&again)),
                 }
             }
+            Err(failure) => break Err(failure),
         }
-        if let Some(n) = announced {
-            if got != n {
-                return Err(Failure::new(
-                    Exit::Download,
-                    format!(
-                        "the download of export {id} is incomplete: {got} bytes received, Content-Length said {n}\n  {again}"
-                    ),
-                ));
-            }
-        }
-        Ok(())
-    }
-    .await;
-    if let Err(failure) = result {
+    };
+    let Fetch {
+        sink,
+        progress,
+        got,
+        total,
+        ..
+    } = fetch;
+    if let Err(failure) = outcome {
         drop(progress);
         sink.discard();
         return Err(failure);
     }
     let saved = sink.keep()?;
-    let checked = if announced.is_some() {
+    let checked = if total.is_some() {
         ""
     } else {
         " (the server announced no length, so it could not be checked)"
@@ -592,11 +599,244 @@ async fn download(
     let rows = record
         .rows_done
         .map_or_else(String::new, |n| format!(", {n} rows"));
-    progress.finish(&match saved {
-        Some(p) => format!("saved {} ({got} bytes{rows}){checked}", p.display()),
-        None => format!("wrote {got} bytes{rows} to standard output{checked}"),
-    });
+    let resumed = match retries {
+        0 => String::new(),
+        1 => " after 1 retry".to_owned(),
+        n => format!(" after {n} retries"),
+    };
+    let text = match saved {
+        Some(p) => format!(
+            "saved {} ({got} bytes{rows}){checked}{resumed}",
+            p.display()
+        ),
+        None => format!("wrote {got} bytes{rows} to standard output{checked}{resumed}"),
+    };
+    match progress {
+        Some(progress) => progress.finish(&text),
+        None => client.ui.note(&text),
+    }
     Ok(())
+}
+
+fn interrupted(again: &str) -> Failure {
+    Failure::new(Exit::Interrupted, format!("interrupted; {again}"))
+}
+
+/// One download across the requests it takes: what has been written, and what is known about
+/// the file.
+struct Fetch<'a> {
+    client: &'a Client,
+    url: &'a str,
+    id: i64,
+    /// How to try again later, for messages.
+    again: &'a str,
+    sink: Sink,
+    label: String,
+    /// Shown once the first answer has said how long the file is.
+    progress: Option<super::progress::Progress>,
+    /// Bytes written to the sink.
+    got: u64,
+    /// The file's length, once an answer has said it.
+    total: Option<u64>,
+    /// The file's strong ETag, if the server gave one: a resumed request sends it in
+    /// `If-Range`, so a file that changed meanwhile comes whole instead of spliced.
+    etag: Option<String>,
+}
+
+/// How one request of a download ended, short of a failure that ends it.
+#[derive(Debug)]
+enum Step {
+    /// Every byte is written.
+    Complete,
+    /// The server sent less than the rest, as a whole part: ask for what follows, at once.
+    More,
+    /// The transfer broke off, came up short, or the server failed: worth another try, after a
+    /// pause. Says what happened.
+    Broke(String),
+}
+
+impl Fetch<'_> {
+    fn note(&self, text: &str) {
+        match &self.progress {
+            Some(progress) => progress.note(text),
+            None => self.client.ui.note(text),
+        }
+    }
+
+    fn fail(&self, what: String) -> Failure {
+        Failure::new(Exit::Download, format!("{what}\n  {}", self.again))
+    }
+
+    /// One request: from byte 0, or (once bytes are written) the rest from `got` on.
+    async fn attempt(&mut self, interrupt: &Interrupt) -> Outcome<Step> {
+        let id = self.id;
+        let from = self.got;
+        let sent = tokio::select! {
+            r = self.client.fetch(self.url, (from > 0).then_some(from), self.etag.as_deref()) => r,
+            _ = interrupt.pressed() => return Err(interrupted(self.again)),
+        };
+        let mut response = match sent {
+            Ok(response) => response,
+            Err(e) => {
+                let what = format!(
+                    "cannot fetch the file of export {id}: {}",
+                    super::describe_http_error(&e)
+                );
+                // A link the client cannot even use will not improve; anything else might.
+                return if e.is_builder() || e.is_redirect() {
+                    Err(self.fail(what))
+                } else {
+                    Ok(Step::Broke(what))
+                };
+            }
+        };
+        let status = response.status();
+        let content_range = response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if !status.is_success() {
+            let body = response.text().await.unwrap_or_default();
+            if status == reqwest::StatusCode::RANGE_NOT_SATISFIABLE && from > 0 {
+                // Asked for the bytes after the last one: the file is whole already.
+                let length = content_range.as_deref().and_then(unsatisfied_length);
+                if length == Some(from) && self.total.is_none_or(|t| t == from) {
+                    self.total = Some(from);
+                    return Ok(Step::Complete);
+                }
+            }
+            let what = format!(
+                "the download link of export {id} answered HTTP {}: {}",
+                status.as_u16(),
+                super::excerpt(&body)
+            );
+            // An expired or refused link (403, 404, 410, …) stays refused.
+            return if status.is_server_error() {
+                Ok(Step::Broke(what))
+            } else {
+                Err(self.fail(what))
+            };
+        }
+        // Where this answer's body ends in the file, if it says.
+        let end = if status == reqwest::StatusCode::PARTIAL_CONTENT {
+            let Some(range) = content_range.as_deref().and_then(parse_content_range) else {
+                return Err(self.fail(format!(
+                    "the download link of export {id} answered part of the file (HTTP 206) without a usable Content-Range: {content_range:?}"
+                )));
+            };
+            if range.first != from {
+                return Err(self.fail(format!(
+                    "the download link of export {id} answered the bytes from {} when asked for those from {from}",
+                    range.first
+                )));
+            }
+            if let Some(total) = range.total {
+                if self.total.is_some_and(|known| known != total) {
+                    return Err(self.fail(format!(
+                        "the file of export {id} changed length between two requests ({} bytes, then {total})",
+                        self.total.unwrap_or_default()
+                    )));
+                }
+                self.total = Some(total);
+                if let Some(progress) = &mut self.progress {
+                    progress.set_total(total);
+                }
+            }
+            Some(range.last + 1)
+        } else {
+            // The whole file from its first byte: the first answer, or a server that does not
+            // resume (or whose file changed, by If-Range), which means starting over.
+            if from > 0 {
+                if !self.sink.restart()? {
+                    return Err(self.fail(format!(
+                        "the download of export {id} broke off and the server cannot resume it (it sent the whole file again when asked for the bytes from {from}), but those {from} bytes are already on standard output\n  save it with --output FILE, which can start over"
+                    )));
+                }
+                self.got = 0;
+                self.note(&format!(
+                    "the server sent the whole file again instead of the bytes from {from}: starting over"
+                ));
+            }
+            self.total = response.content_length();
+            self.etag = response
+                .headers()
+                .get(reqwest::header::ETAG)
+                .and_then(|v| v.to_str().ok())
+                .filter(|tag| tag.starts_with('"'))
+                .map(str::to_owned);
+            if let Some(progress) = &mut self.progress {
+                progress.restart(self.total);
+            }
+            self.total
+        };
+        let progress = self
+            .progress
+            .get_or_insert_with(|| self.client.ui.bytes(self.label.clone(), self.total));
+        loop {
+            let chunk = tokio::select! {
+                c = response.chunk() => c,
+                _ = interrupt.pressed() => return Err(interrupted(self.again)),
+            };
+            match chunk {
+                Ok(Some(bytes)) => {
+                    self.sink.write(&bytes)?;
+                    self.got += bytes.len() as u64;
+                    progress.inc(bytes.len() as u64);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Ok(Step::Broke(format!(
+                        "the download of export {id} broke off after {}{} bytes: {}",
+                        self.got,
+                        self.total.map_or_else(String::new, |n| format!(" of {n}")),
+                        super::describe_http_error(&e)
+                    )))
+                }
+            }
+        }
+        match self.total {
+            // No length was announced: what came is all there is.
+            None => Ok(Step::Complete),
+            Some(total) if self.got == total => Ok(Step::Complete),
+            Some(total) if self.got > total => Err(self.fail(format!(
+                "the download of export {id} is too long: {} bytes received, the file has {total}",
+                self.got
+            ))),
+            Some(_) if end == Some(self.got) && self.got > from => Ok(Step::More),
+            Some(total) => Ok(Step::Broke(format!(
+                "the download of export {id} is incomplete: {} bytes received, Content-Length said {total}",
+                self.got
+            ))),
+        }
+    }
+}
+
+/// `Content-Range: bytes FIRST-LAST/LENGTH` of a 206 (LENGTH may be `*`, unknown).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ContentRange {
+    first: u64,
+    last: u64,
+    total: Option<u64>,
+}
+
+fn parse_content_range(value: &str) -> Option<ContentRange> {
+    let (span, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    let (first, last) = span.trim().split_once('-')?;
+    let (first, last) = (first.parse::<u64>().ok()?, last.parse::<u64>().ok()?);
+    let total = match total.trim() {
+        "*" => None,
+        n => Some(n.parse::<u64>().ok()?),
+    };
+    if last < first || total.is_some_and(|t| last >= t) {
+        return None;
+    }
+    Some(ContentRange { first, last, total })
+}
+
+/// The file's length from a 416's `Content-Range: bytes */LENGTH`.
+fn unsatisfied_length(value: &str) -> Option<u64> {
+    value.trim().strip_prefix("bytes */")?.trim().parse().ok()
 }
 
 /// The download's destination: standard output, or `NAME.part` beside the final path,
@@ -628,6 +868,22 @@ impl Sink {
             path: path.to_owned(),
             file: std::io::BufWriter::with_capacity(256 * 1024, file),
         })
+    }
+
+    /// Empties the file to write it again from its start; `false` for standard output, where
+    /// what is written stays written.
+    fn restart(&mut self) -> Outcome<bool> {
+        match self {
+            Sink::Stdout(_) => Ok(false),
+            Sink::File { part, file, .. } => {
+                use std::io::{Seek, SeekFrom};
+                file.flush()
+                    .and_then(|()| file.get_ref().set_len(0))
+                    .and_then(|()| file.seek(SeekFrom::Start(0)))
+                    .map_err(|e| Failure::io(&format!("cannot write {}", part.display()), e))?;
+                Ok(true)
+            }
+        }
     }
 
     fn write(&mut self, bytes: &[u8]) -> Outcome {
@@ -689,6 +945,31 @@ mod tests {
         for bad in ["", ".", "..", "../x.csv", "/etc/passwd", "a\\b", "a\nb"] {
             assert_eq!(plain_file_name(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn content_ranges_are_read_strictly() {
+        let range = |first, last, total| Some(ContentRange { first, last, total });
+        assert_eq!(
+            parse_content_range("bytes 40-99/100"),
+            range(40, 99, Some(100))
+        );
+        assert_eq!(parse_content_range("bytes 0-0/1"), range(0, 0, Some(1)));
+        assert_eq!(parse_content_range(" bytes 5-9/* "), range(5, 9, None));
+        for bad in [
+            "",
+            "bytes */100",
+            "bytes 40-99/99",
+            "bytes 9-5/100",
+            "bytes 40-/100",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes -1-5/10",
+        ] {
+            assert_eq!(parse_content_range(bad), None, "{bad:?}");
+        }
+        assert_eq!(unsatisfied_length("bytes */100"), Some(100));
+        assert_eq!(unsatisfied_length("bytes 0-1/100"), None);
     }
 
     #[test]

@@ -291,13 +291,23 @@ impl Client {
     }
 
     /// GET of an absolute URL (a download link), unsigned: the link carries its own signature.
-    pub async fn fetch(&self, url: &str) -> Outcome<reqwest::Response> {
-        self.http.get(url).send().await.map_err(|e| {
-            Failure::new(
-                Exit::Download,
-                format!("cannot fetch the file: {}", describe_http_error(&e)),
-            )
-        })
+    /// With `from`, only the bytes from that offset on (`Range: bytes=FROM-`), and with
+    /// `if_range` (the ETag of an earlier answer) only if the file is still that one: a server
+    /// that cannot tell answers the whole file instead.
+    pub async fn fetch(
+        &self,
+        url: &str,
+        from: Option<u64>,
+        if_range: Option<&str>,
+    ) -> Result<reqwest::Response, reqwest::Error> {
+        let mut request = self.http.get(url);
+        if let Some(from) = from {
+            request = request.header(reqwest::header::RANGE, format!("bytes={from}-"));
+            if let Some(tag) = if_range {
+                request = request.header(reqwest::header::IF_RANGE, tag);
+            }
+        }
+        request.send().await
     }
 
     fn unreachable(&self, action: &str, e: &reqwest::Error) -> Failure {

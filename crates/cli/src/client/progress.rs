@@ -164,6 +164,37 @@ impl Progress {
         }
     }
 
+    /// Starts again from 0 towards `total` (a download that has to begin anew).
+    pub fn restart(&mut self, total: Option<u64>) {
+        self.total = total;
+        self.position = None;
+        if let Mode::Bar(bar) = &self.mode {
+            if let Some(total) = total {
+                bar.set_length(total);
+            }
+            bar.reset();
+        }
+        self.set(0);
+    }
+
+    /// The end is now known to be `total`.
+    pub fn set_total(&mut self, total: u64) {
+        self.total = Some(total);
+        if let Mode::Bar(bar) = &self.mode {
+            bar.set_length(total);
+        }
+    }
+
+    /// A note for the person while the display runs (a bar is redrawn below it); nothing with
+    /// `--quiet`.
+    pub fn note(&self, text: &str) {
+        match &self.mode {
+            Mode::Hidden => {}
+            Mode::Bar(bar) => bar.suspend(|| eprintln!("{text}")),
+            Mode::Lines { .. } => eprintln!("{text}"),
+        }
+    }
+
     pub fn inc(&mut self, delta: u64) {
         let next = self.position.unwrap_or(0).saturating_add(delta);
         self.set(next);

@@ -158,3 +158,30 @@ impl Cli {
             .unwrap()
     }
 }
+
+/// A raw HTTP/1.1 answer that closes the connection, for stand-in servers.
+pub fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
+    let mut out = format!("HTTP/1.1 {status}\r\nConnection: close\r\n{headers}\r\n").into_bytes();
+    out.extend_from_slice(body);
+    out
+}
+
+/// A DescribeDownloadRecords answer listing one finished export whose link is `/file`.
+pub fn one_finished_export(addr: &str) -> Vec<u8> {
+    let body = serde_json::json!({
+        "RequestId": "R-1",
+        "Records": [{
+            "DownloadId": 1, "FileName": "f.csv", "Status": "finished",
+            "DownloadUrl": format!("http://{addr}/file?Signature=abc"), "ExceptionMsg": "", "RowsDone": 3
+        }]
+    })
+    .to_string();
+    http(
+        "200 OK",
+        &format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            body.len()
+        ),
+        body.as_bytes(),
+    )
+}

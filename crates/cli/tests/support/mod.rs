@@ -588,14 +588,14 @@ impl Garage {
         self.dir.path()
     }
 
-    /// Runs `scripts/s3-server ACTION DIR`; the exports it printed.
-    fn run(&self, action: &str) -> HashMap<String, String> {
+    /// Runs `scripts/s3-server ACTION DIR`, which must succeed; its standard output.
+    fn script(&self, action: &str) -> String {
         let out = Command::new(script("s3-server"))
             .arg(action)
             .arg(self.dir.path())
             .output()
             .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
         assert!(
             out.status.success(),
             "scripts/s3-server {action} failed ({}):\n{stdout}\n{}",
@@ -603,6 +603,11 @@ impl Garage {
             String::from_utf8_lossy(&out.stderr)
         );
         stdout
+    }
+
+    /// Runs `scripts/s3-server ACTION DIR`; the exports it printed.
+    fn run(&self, action: &str) -> HashMap<String, String> {
+        self.script(action)
             .lines()
             .filter_map(|line| {
                 let line = line.trim();
@@ -631,21 +636,10 @@ impl Garage {
 
     /// Multipart uploads begun in the bucket and neither completed nor aborted.
     pub fn unfinished_uploads(&self) -> u64 {
-        let out = Command::new(script("s3-server"))
-            .arg("unfinished")
-            .arg(self.dir.path())
-            .output()
-            .unwrap();
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "scripts/s3-server unfinished failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        stdout
-            .trim()
+        let out = self.script("unfinished");
+        out.trim()
             .parse()
-            .unwrap_or_else(|_| panic!("scripts/s3-server unfinished printed {stdout:?}"))
+            .unwrap_or_else(|_| panic!("scripts/s3-server unfinished printed {out:?}"))
     }
 
     /// Bytes in Garage's data directory: grows as parts are uploaded.
