@@ -125,7 +125,7 @@ pub async fn connect(dsn: &str) -> Result<tokio_postgres::Client, String> {
         .config
         .connect(dsn.tls)
         .await
-        .map_err(|e| with_causes(&e))?;
+        .map_err(|e| gpdiag_store::pg_tls::describe(&e))?;
     tokio::spawn(connection);
     Ok(client)
 }
@@ -140,18 +140,4 @@ pub async fn encrypted(client: &tokio_postgres::Client) -> bool {
         .await
         .unwrap()
         .get(0)
-}
-
-pub fn with_causes(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = cause.source();
-    }
-    out
 }
