@@ -19,6 +19,8 @@ import signal
 import socket
 import subprocess
 import time
+import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Optional
@@ -117,6 +119,30 @@ def free_port() -> int:
         s.close()
 
 
+# Where test servers keep their state: `sqlite` (a file in each server's directory) or
+# `postgres` (a fresh database for each server on the server GPDIAG_TEST_PG_URL names);
+# scripts/test runs the suite with each.
+STORAGE = os.environ.get("GPDIAG_SDK_STORAGE", "sqlite")
+PSQL = "/usr/lib/postgresql/15/bin/psql"
+
+
+def storage_url(workdir: Path) -> str:
+    if STORAGE == "sqlite":
+        return "sqlite://" + str(workdir / "gpdiag.db")
+    if STORAGE != "postgres":
+        pytest.fail(f"GPDIAG_SDK_STORAGE={STORAGE!r}: use sqlite or postgres", pytrace=False)
+    base = os.environ.get("GPDIAG_TEST_PG_URL")
+    if not base:
+        pytest.fail("GPDIAG_SDK_STORAGE=postgres needs GPDIAG_TEST_PG_URL (scripts/test sets it)",
+                    pytrace=False)
+    name = "gpdiag_sdk_" + uuid.uuid4().hex
+    made = subprocess.run([PSQL, base, "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                           "-c", f"CREATE DATABASE {name}"], capture_output=True, text=True)
+    if made.returncode != 0:
+        pytest.fail(f"cannot create database {name}: {made.stderr}", pytrace=False)
+    return urllib.parse.urlsplit(base)._replace(path="/" + name).geturl()
+
+
 def render_config(port: int, workdir: Path, calls_per_second: int = 1000) -> str:
     lines = [
         "[server]",
@@ -124,7 +150,7 @@ def render_config(port: int, workdir: Path, calls_per_second: int = 1000) -> str
         f"region = {_toml_str(REGION)}",
         "",
         "[storage]",
-        f"url = {_toml_str('sqlite://' + str(workdir / 'gpdiag.db'))}",
+        f"url = {_toml_str(storage_url(workdir))}",
         "",
         "[objects]",
         f"url = {_toml_str('file://' + str(workdir / 'objects'))}",
