@@ -36,21 +36,7 @@ async fn start(app: &TestApp) -> i64 {
 /// The listed record of download `id`, after the API's view has caught up with the store.
 async fn listed(app: &TestApp, id: i64) -> Value {
     app.state.tasks_changed().await;
-    let list = app
-        .call_acs3(
-            &alice(),
-            "DescribeDownloadRecords",
-            &[("DBInstanceId", "gp-alice-ok")],
-        )
-        .await
-        .json();
-    list["Records"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|r| r["DownloadId"] == id)
-        .cloned()
-        .unwrap_or_else(|| panic!("download {id} is not listed: {list}"))
+    served(app, id).await
 }
 
 #[tokio::test]
