@@ -336,6 +336,10 @@ async fn refresh(state: Arc<AppState>) {
         if let Err(e) = state.registry.refresh_tasks(state.store.as_ref()).await {
             tracing::warn!(error = %e, "cannot reload download tasks; keeping the current ones");
         }
+        // Running exports' progress, which does not change the tasks generation.
+        if let Err(e) = state.registry.refresh_progress(state.store.as_ref()).await {
+            tracing::warn!(error = %e, "cannot read export progress; keeping the current one");
+        }
     }
 }
 

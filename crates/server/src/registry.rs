@@ -138,6 +138,51 @@ impl Registry {
         Ok(true)
     }
 
+    /// Brings the running tasks' `rows_done` up to date without reloading every task: workers
+    /// report progress with each lease renewal (about every second), which leaves the tasks
+    /// generation alone. Returns whether anything changed. Progress read at a generation other
+    /// than the view's is dropped: the view is behind, and the next `refresh_tasks` brings the
+    /// truth, or a newer refresh has already installed it.
+    pub async fn refresh_progress(&self, store: &dyn Store) -> Result<bool, StoreError> {
+        let progress = store.running_progress().await?;
+        if progress.tasks.is_empty() {
+            return Ok(false);
+        }
+        let rows: HashMap<i64, u64> = progress.tasks.into_iter().collect();
+        // Within one generation a task's rows only grow (a claim resets them, and bumps the
+        // generation), so a smaller number is a read that an overlapping refresh overtook.
+        let newer = |t: &DownloadTask| {
+            rows.get(&t.id)
+                .copied()
+                .filter(|&n| t.status == TaskStatus::Running && n > t.rows_done)
+        };
+        let mut changed = false;
+        self.swap(|old| {
+            if old.tasks_generation != progress.generation
+                || !old.tasks.values().flatten().any(|t| newer(t).is_some())
+            {
+                return None;
+            }
+            let mut tasks = old.tasks.clone();
+            for task in tasks.values_mut().flatten() {
+                if let Some(n) = newer(task) {
+                    // Only the changed tasks are copied; the rest stay shared.
+                    Arc::make_mut(task).rows_done = n;
+                }
+            }
+            changed = true;
+            Some(Snapshot {
+                keys: old.keys.clone(),
+                keys_generation: old.keys_generation,
+                instances: old.instances.clone(),
+                by_account: old.by_account.clone(),
+                tasks,
+                tasks_generation: old.tasks_generation,
+            })
+        });
+        Ok(changed)
+    }
+
     /// Reloads the keys if another process changed them; returns whether it did.
     pub async fn refresh_keys(&self, store: &dyn Store) -> Result<bool, StoreError> {
         let generation = store.keys_generation().await?;
@@ -268,5 +313,75 @@ mod tests {
             3,
             "an older view replaced a newer one"
         );
+    }
+
+    /// Renewals leave the generation alone, so `refresh_tasks` skips them; `refresh_progress`
+    /// copies the new `rows_done` into the view, copying only the tasks that changed, and only
+    /// onto a view of the generation it read.
+    #[tokio::test]
+    async fn progress_reaches_the_view_without_a_reload_and_only_at_its_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path().join("p.db").to_str().unwrap())
+            .await
+            .unwrap();
+        let lease = chrono::Duration::minutes(5);
+        let now = Utc::now();
+        let mut ids = Vec::new();
+        for _ in 0..2 {
+            store.create_task(&new_task(), 10).await.unwrap();
+            ids.push(store.claim_task("w", now, lease).await.unwrap().unwrap().id);
+        }
+        let registry = Registry::default();
+        assert!(registry.refresh_tasks(&store).await.unwrap());
+        let view = || registry.tasks_of("gp-1", DownloadTaskType::SqlDiagnose);
+        let rows = |id: i64| view().iter().find(|t| t.id == id).unwrap().rows_done;
+        let before = view();
+        assert!(!registry.refresh_progress(&store).await.unwrap());
+
+        assert!(store
+            .renew_task(ids[0], "w", now, lease, 700)
+            .await
+            .unwrap());
+        assert!(!registry.refresh_tasks(&store).await.unwrap());
+        assert_eq!(rows(ids[0]), 0);
+        assert!(registry.refresh_progress(&store).await.unwrap());
+        assert_eq!((rows(ids[0]), rows(ids[1])), (700, 0));
+        let after = view();
+        let same = |id: i64| {
+            let find = |v: &[Arc<DownloadTask>]| v.iter().find(|t| t.id == id).unwrap().clone();
+            Arc::ptr_eq(&find(&before), &find(&after))
+        };
+        assert!(
+            !same(ids[0]) && same(ids[1]),
+            "only the changed task is copied"
+        );
+        assert!(!registry.refresh_progress(&store).await.unwrap());
+
+        // The store moves to a newer generation: its progress waits for the reload.
+        assert!(store
+            .fail_task(ids[0], None, "canceled", now)
+            .await
+            .unwrap());
+        assert!(store.renew_task(ids[1], "w", now, lease, 50).await.unwrap());
+        assert!(!registry.refresh_progress(&store).await.unwrap());
+        assert_eq!(rows(ids[1]), 0);
+        assert!(registry.refresh_tasks(&store).await.unwrap());
+        assert_eq!((rows(ids[0]), rows(ids[1])), (700, 50));
+
+        // An older store stands in for progress read before the view's generation.
+        let older = SqliteStore::open(dir.path().join("o.db").to_str().unwrap())
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            older.create_task(&new_task(), 10).await.unwrap();
+            older.claim_task("w", now, lease).await.unwrap().unwrap();
+        }
+        assert!(older
+            .renew_task(ids[1], "w", now, lease, 9999)
+            .await
+            .unwrap());
+        assert!(older.tasks_generation().await.unwrap() < store.tasks_generation().await.unwrap());
+        assert!(!registry.refresh_progress(&older).await.unwrap());
+        assert_eq!(rows(ids[1]), 50, "older progress replaced a newer view");
     }
 }

@@ -77,5 +77,8 @@ impl AppState {
         if let Err(e) = self.registry.refresh_tasks(self.store.as_ref()).await {
             tracing::warn!(error = %e, "cannot reload download tasks; the periodic refresh will retry");
         }
+        if let Err(e) = self.registry.refresh_progress(self.store.as_ref()).await {
+            tracing::warn!(error = %e, "cannot read export progress; the periodic refresh will retry");
+        }
     }
 }

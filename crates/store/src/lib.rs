@@ -118,8 +118,14 @@ pub trait Store: Send + Sync + 'static {
     /// Every task, newest first (retention keeps this bounded); for the in-memory view.
     async fn list_tasks(&self) -> Result<Vec<DownloadTask>, StoreError>;
 
-    /// Changes whenever any task changes, so other processes can notice cheaply.
+    /// Changes whenever a task is created, claimed, released, finished, failed or deleted, so
+    /// other processes can notice cheaply. Renewals (the lease and `rows_done`) leave it alone:
+    /// [`Store::running_progress`] reads those.
     async fn tasks_generation(&self) -> Result<i64, StoreError>;
+
+    /// The `rows_done` of every running task, by ID, read together with the
+    /// [`Store::tasks_generation`] it belongs to (one consistent read).
+    async fn running_progress(&self) -> Result<RunningProgress, StoreError>;
 
     /// Takes the oldest running task that no live worker holds (never claimed, or its lease
     /// ended before `now`), counts the attempt and leases it to `worker` until `now + lease`.
@@ -132,6 +138,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Extends the lease and records progress. `false` when the task is no longer this
     /// worker's running task (canceled, or taken over after the lease ran out): stop at once.
+    /// Does not change [`Store::tasks_generation`]: workers renew every second, and the progress
+    /// reaches readers through [`Store::running_progress`] instead.
     async fn renew_task(
         &self,
         id: i64,
@@ -280,6 +288,15 @@ impl CollectedBatch {
         }
         ends.into_iter().map(|(s, t)| (s.to_owned(), t)).collect()
     }
+}
+
+/// What [`Store::running_progress`] reads: the tasks generation and, at that generation, the
+/// rows written so far by every running task.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RunningProgress {
+    pub generation: i64,
+    /// `(task ID, rows_done)` of every running task, by ascending ID.
+    pub tasks: Vec<(i64, u64)>,
 }
 
 /// Who fetched which export file, and when.

@@ -8,7 +8,8 @@ mod tasks;
 pub mod tls;
 
 use crate::{
-    CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage, Store, StoreError,
+    CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage, RunningProgress,
+    Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -765,6 +766,11 @@ impl Store for PostgresStore {
     async fn tasks_generation(&self) -> Result<i64, StoreError> {
         let client = self.client().await?;
         tasks::generation(&client).await
+    }
+
+    async fn running_progress(&self) -> Result<RunningProgress, StoreError> {
+        let client = self.client().await?;
+        tasks::running_progress(&client).await
     }
 
     async fn claim_task(

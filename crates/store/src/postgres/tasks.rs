@@ -3,11 +3,12 @@
 //!
 //! Several gpdiag processes may share the database: creation takes a per-account advisory
 //! lock before counting, and claiming skips rows another transaction has locked, so no limit
-//! is overrun and no task is handed to two workers. Every change bumps `tasks_generation`
-//! last in its transaction, so transactions never wait on each other in a cycle.
+//! is overrun and no task is handed to two workers. Every change but a renewal bumps
+//! `tasks_generation`, last in its transaction, so transactions never wait on each other in a
+//! cycle; a renewal is one statement on its task's row.
 
 use super::{backend, to_millis};
-use crate::{DownloadAudit, StoreError};
+use crate::{DownloadAudit, RunningProgress, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use deadpool_postgres::Object;
 use gpdiag_core::{DownloadTask, ExportSpec, FileOptions, NewTask, RecordFilter, TimeWindow};
@@ -255,14 +256,53 @@ pub(super) async fn renew(
     lease: Duration,
     rows_done: u64,
 ) -> Result<bool, StoreError> {
-    let n = change(
-        client,
-        "UPDATE download_tasks SET lease_until = $3, rows_done = $4
-         WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
-        &[&id, &worker, &lease_end(now, lease), &clamp(rows_done)],
-    )
-    .await?;
+    // Not through `change`: the lease and the progress are not what the generation tracks.
+    let stmt = client
+        .prepare_cached(
+            "UPDATE download_tasks SET lease_until = $3, rows_done = $4
+             WHERE id = $1 AND claimed_by = $2 AND status = 'running'",
+        )
+        .await
+        .map_err(backend)?;
+    let n = client
+        .execute(
+            &stmt,
+            &[&id, &worker, &lease_end(now, lease), &clamp(rows_done)],
+        )
+        .await
+        .map_err(backend)?;
     Ok(n == 1)
+}
+
+/// The generation and the running tasks' progress in one statement, so both come from the
+/// same snapshot: the counter row is joined to the running tasks (found through
+/// `download_tasks_running`), and stands alone, with no task, when none is running.
+pub(super) async fn running_progress(client: &Object) -> Result<RunningProgress, StoreError> {
+    let stmt = client
+        .prepare_cached(
+            "SELECT c.value, t.id, t.rows_done
+             FROM counters c
+             LEFT JOIN download_tasks t ON t.status = 'running'
+             WHERE c.name = 'tasks_generation'
+             ORDER BY t.id",
+        )
+        .await
+        .map_err(backend)?;
+    let rows = client.query(&stmt, &[]).await.map_err(backend)?;
+    let generation = rows
+        .first()
+        .ok_or_else(|| StoreError::Backend("the tasks_generation counter is missing".into()))?
+        .try_get(0)
+        .map_err(backend)?;
+    let mut tasks = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id: Option<i64> = row.try_get(1).map_err(backend)?;
+        let done: Option<i64> = row.try_get(2).map_err(backend)?;
+        if let (Some(id), Some(done)) = (id, done) {
+            tasks.push((id, u64::try_from(done).unwrap_or(0)));
+        }
+    }
+    Ok(RunningProgress { generation, tasks })
 }
 
 pub(super) async fn finish(

@@ -6,7 +6,8 @@ mod records;
 mod tasks;
 
 use crate::{
-    CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage, Store, StoreError,
+    CollectedBatch, Dimensions, DownloadAudit, LogFilePosition, Page, RecordPage, RunningProgress,
+    Store, StoreError,
 };
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -597,6 +598,10 @@ impl Store for SqliteStore {
 
     async fn tasks_generation(&self) -> Result<i64, StoreError> {
         self.read(|c| counter(c, "tasks_generation")).await
+    }
+
+    async fn running_progress(&self) -> Result<RunningProgress, StoreError> {
+        self.read(tasks::running_progress).await
     }
 
     async fn claim_task(

@@ -2,7 +2,7 @@
 //! transitions guarded by the lease holder, retention, and the download audit log.
 
 use super::{backend, from_millis, millis};
-use crate::{DownloadAudit, StoreError};
+use crate::{DownloadAudit, RunningProgress, StoreError};
 use chrono::{DateTime, Duration, Utc};
 use gpdiag_core::{DownloadTask, ExportSpec, FileOptions, NewTask, RecordFilter, TimeWindow};
 use rusqlite::{params, Connection, OptionalExtension, Row};
@@ -194,17 +194,36 @@ pub(super) fn renew(
     lease: Duration,
     rows_done: u64,
 ) -> Result<bool, StoreError> {
-    let tx = c.transaction().map_err(backend)?;
-    let n = tx
-        .execute(
+    // No bump: the lease and the progress are not what the generation tracks.
+    let n = c
+        .prepare_cached(
             "UPDATE download_tasks SET lease_until_ms = ?3, rows_done = ?4
              WHERE id = ?1 AND claimed_by = ?2 AND status = 'running'",
-            params![id, worker, millis(now + lease), rows_done as i64],
         )
+        .map_err(backend)?
+        .execute(params![id, worker, millis(now + lease), rows_done as i64])
         .map_err(backend)?;
-    bump(&tx)?;
-    tx.commit().map_err(backend)?;
     Ok(n == 1)
+}
+
+/// The generation and the running tasks' progress in one read transaction, so both come from
+/// the same snapshot; `download_tasks_running` finds the running tasks.
+pub(super) fn running_progress(c: &Connection) -> Result<RunningProgress, StoreError> {
+    let tx = c.unchecked_transaction().map_err(backend)?;
+    let generation = super::counter(&tx, "tasks_generation")?;
+    let tasks = {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT id, rows_done FROM download_tasks WHERE status = 'running' ORDER BY id",
+            )
+            .map_err(backend)?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get::<_, i64>(1)?.max(0) as u64)))
+            .map_err(backend)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(backend)?
+    };
+    tx.commit().map_err(backend)?;
+    Ok(RunningProgress { generation, tasks })
 }
 
 pub(super) fn finish(

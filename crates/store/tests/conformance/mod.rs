@@ -18,6 +18,7 @@ pub async fn run_all(store: &dyn Store) {
     records::dimensions_all_time_and_windowed(store).await;
     tasks::tasks_are_created_under_a_per_account_limit(store).await;
     tasks::leases_fence_workers(store).await;
+    tasks::renewals_report_progress_without_changing_the_generation(store).await;
     tasks::retention_and_audit(store).await;
     tasks::streams_match_paged_search(store).await;
     tasks::settings_are_created_once(store).await;

@@ -223,6 +223,75 @@ pub async fn leases_fence_workers(store: &dyn Store) {
         .unwrap());
 }
 
+/// Renewals record progress that `running_progress` reads, without changing the generation
+/// (workers renew every second); a task that ends leaves the running progress.
+pub async fn renewals_report_progress_without_changing_the_generation(store: &dyn Store) {
+    let now = Utc::now();
+    let lease = Duration::seconds(30);
+    // `(id, rows_done)` of the running tasks among `ids`, and the generation read with them.
+    let progress = |ids: Vec<i64>| async move {
+        let p = store.running_progress().await.unwrap();
+        assert_eq!(p.generation, store.tasks_generation().await.unwrap());
+        let ours: Vec<(i64, u64)> = p
+            .tasks
+            .iter()
+            .copied()
+            .filter(|(id, _)| ids.contains(id))
+            .collect();
+        (p.generation, ours)
+    };
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let task = store
+            .create_task(&new_task("acct-p", "gp-p"), 10)
+            .await
+            .unwrap();
+        assert_eq!(
+            store
+                .claim_task("wp", now, lease)
+                .await
+                .unwrap()
+                .unwrap()
+                .id,
+            task.id
+        );
+        ids.push(task.id);
+    }
+    let (g0, listed) = progress(ids.clone()).await;
+    assert_eq!(listed, [(ids[0], 0), (ids[1], 0), (ids[2], 0)]);
+
+    for (id, rows) in [(ids[0], 500), (ids[2], 70), (ids[0], 900)] {
+        assert!(store.renew_task(id, "wp", now, lease, rows).await.unwrap());
+    }
+    let (g1, listed) = progress(ids.clone()).await;
+    assert_eq!(g1, g0, "a renewal changed the generation");
+    assert_eq!(listed, [(ids[0], 900), (ids[1], 0), (ids[2], 70)]);
+    assert_eq!(
+        store.get_task(ids[0]).await.unwrap().unwrap().rows_done,
+        900
+    );
+
+    // Finished, failed and canceled tasks are no longer listed, and each end is a change.
+    assert!(store
+        .finish_task(ids[0], "wp", "exports/p.csv", 1000, 10, now)
+        .await
+        .unwrap());
+    let (g2, listed) = progress(ids.clone()).await;
+    assert!(g2 > g1);
+    assert_eq!(listed, [(ids[1], 0), (ids[2], 70)]);
+    assert!(store
+        .fail_task(ids[1], Some("wp"), "boom", now)
+        .await
+        .unwrap());
+    assert!(store
+        .fail_task(ids[2], None, "canceled", now)
+        .await
+        .unwrap());
+    let (g3, listed) = progress(ids.clone()).await;
+    assert!(g3 > g2);
+    assert_eq!(listed, []);
+}
+
 pub async fn retention_and_audit(store: &dyn Store) {
     let mut old = new_task("acct-r", "gp-r");
     old.created_at = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap();
