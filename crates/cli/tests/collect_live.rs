@@ -983,15 +983,19 @@ fn two_servers_on_one_postgres_store_collect_each_instance_once() {
         "pgbench failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // The survivor takes the instance once the dead process's lease has run out.
+    // The survivor takes every instance the dead process held once its lease has run out;
+    // the leases ran out at slightly different times, so wait for all of them.
     let took_over = wait_until(Duration::from_secs(90), Duration::from_millis(250), || {
-        owner_of(&env, CSV).ends_with(survivor_addr.as_str())
-            && time_field(&env.status(CSV), "LastSampleAt").is_some_and(|t| t > killed)
+        instances().iter().all(|i| {
+            owner_of(&env, i.id).ends_with(survivor_addr.as_str())
+                && time_field(&env.status(i.id), "LastSampleAt").is_some_and(|t| t > killed)
+        })
     });
     assert!(
         took_over,
-        "the surviving server did not take over the csvlog instance: {:#}",
-        env.status(CSV)
+        "the surviving server did not take over every instance: {:#} {:#}",
+        env.status(CSV),
+        env.status(JSON)
     );
     eprintln!("takeover after {:?}", (Utc::now() - killed).to_std());
     for i in instances() {
