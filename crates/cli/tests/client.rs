@@ -8,9 +8,9 @@ mod support;
 #[path = "support/cli.rs"]
 mod cli;
 
-use cli::Cli;
+use cli::{export_args, Cli, ClientEnv};
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use support::*;
 
@@ -18,80 +18,8 @@ use support::*;
 const RECORDS: u64 = 250;
 
 /// One server with RECORDS records of DATABASE, and a client for it.
-struct Env {
-    dir: tempfile::TempDir,
-    storage: String,
-    server: Server,
-    cli: Cli,
-}
-
-impl Env {
-    fn start() -> Env {
-        Env::start_with("")
-    }
-
-    /// `exports` is the body of the configuration's [exports] table.
-    fn start_with(exports: &str) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path();
-        let storage = format!("sqlite://{}", data.join("gpdiag.db").display());
-        let config = data.join("gpdiag.toml");
-        std::fs::write(
-            &config,
-            config_toml(
-                &storage,
-                &format!("url = \"file://{}\"", data.join("objects").display()),
-                exports,
-            ),
-        )
-        .unwrap();
-        let server = Server::start(&config, &data.join("serve.log"));
-        import_records(&storage, 0..RECORDS, DATABASE, 0);
-        let work = data.join("work");
-        std::fs::create_dir(&work).unwrap();
-        let cli = Cli::new(&server.addr, &work);
-        Env {
-            dir,
-            storage,
-            server,
-            cli,
-        }
-    }
-
-    fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
-    }
-
-    /// The bytes behind a finished export's DownloadUrl, fetched directly.
-    fn fetch_export(&self, id: i64) -> Vec<u8> {
-        let record = self
-            .server
-            .downloads()
-            .remove(&id)
-            .expect("the export is listed");
-        assert_eq!(record["Status"], "finished", "{record}");
-        let url = record["DownloadUrl"].as_str().unwrap();
-        let response = self.server.fetch(url);
-        assert_eq!(response.status(), 200);
-        response.bytes().unwrap().to_vec()
-    }
-}
-
-/// The standard export arguments: the test instance, database and window.
-fn export_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "export",
-        "--instance",
-        INSTANCE,
-        "--database",
-        DATABASE,
-        "--start",
-        START_TIME,
-        "--end",
-        END_TIME,
-    ];
-    args.extend_from_slice(extra);
-    args
+fn start() -> ClientEnv {
+    ClientEnv::start(RECORDS, "", "")
 }
 
 fn search_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
@@ -125,7 +53,7 @@ fn printed_id(run: &cli::Run) -> i64 {
 
 #[test]
 fn instances_list_and_show() {
-    let env = Env::start();
+    let env = start();
     let run = env.cli.run(&["instances", "list"]);
     let text = run.ok().stdout_text();
     let mut lines = text.lines();
@@ -171,7 +99,7 @@ fn instances_list_and_show() {
 
 #[test]
 fn records_search_pages_filters_and_formats() {
-    let env = Env::start();
+    let env = start();
     // JSON: every record once, across three pages.
     let all = env.cli.run(&search_args(&["--output", "json"]));
     let all = all.ok().json();
@@ -364,7 +292,7 @@ fn records_search_pages_filters_and_formats() {
 
 #[test]
 fn export_wait_saves_exactly_the_bytes_of_the_download_url() {
-    let env = Env::start();
+    let env = start();
     let run = env
         .cli
         .run(&export_args(&["--wait", "--output", "out.csv"]));
@@ -451,7 +379,7 @@ fn export_wait_saves_exactly_the_bytes_of_the_download_url() {
 
 #[test]
 fn piped_stdout_is_exactly_the_data_and_progress_goes_to_stderr() {
-    let env = Env::start();
+    let env = start();
     let run = env.cli.run(&export_args(&["--wait", "--output", "-"]));
     run.ok();
     // Progress and notes were printed, on stderr only.
@@ -489,7 +417,7 @@ fn piped_stdout_is_exactly_the_data_and_progress_goes_to_stderr() {
 
 #[test]
 fn a_terminal_gets_progress_bars_and_the_data_still_goes_only_to_stdout() {
-    let env = Env::start();
+    let env = start();
     // `script` gives gpdiag a terminal for stderr while stdout goes to a file.
     let mut command = vec!["'".to_owned() + BIN + "'"];
     for arg in export_args(&["--wait", "--output", "-"]) {
@@ -546,7 +474,7 @@ impl OutputOf for std::process::Command {
 
 #[test]
 fn an_export_without_wait_prints_its_id_and_exports_download_fetches_it_later() {
-    let env = Env::start();
+    let env = start();
     let run = env.cli.run(&export_args(&[]));
     let id = printed_id(run.ok());
     assert!(
@@ -603,7 +531,7 @@ fn an_export_without_wait_prints_its_id_and_exports_download_fetches_it_later() 
 /// reaches `export --wait` as RowsDone, and a cancel ends the wait with exit 8.
 #[test]
 fn running_exports_report_rows_done_and_a_canceled_one_fails_the_wait() {
-    let env = Env::start_with("workers = 0");
+    let env = ClientEnv::start(RECORDS, "workers = 0", "");
     let stdout = env.work().join("wait.out");
     let stderr = env.work().join("wait.err");
     let mut waiting = env.cli.spawn(
@@ -699,7 +627,7 @@ fn running_exports_report_rows_done_and_a_canceled_one_fails_the_wait() {
 
 #[test]
 fn wrong_or_missing_keys_show_the_servers_code_and_message_with_documented_exit_codes() {
-    let env = Env::start();
+    let env = start();
     let wrong_secret = env.cli.with(
         "ALIBABA_CLOUD_ACCESS_KEY_SECRET",
         Some("not-the-secret-xyz"),
@@ -761,7 +689,7 @@ fn wrong_or_missing_keys_show_the_servers_code_and_message_with_documented_exit_
 
 #[test]
 fn a_profile_in_the_credentials_file_gives_key_endpoint_and_region() {
-    let env = Env::start();
+    let env = start();
     let key = creds();
     let file = env.work().join("credentials");
     std::fs::write(
@@ -818,7 +746,7 @@ fn a_profile_in_the_credentials_file_gives_key_endpoint_and_region() {
 
 #[test]
 fn call_signs_any_action_and_prints_its_json() {
-    let env = Env::start();
+    let env = start();
     for signature in ["acs3", "v1"] {
         let run = env.cli.run(&[
             "call",

@@ -10,10 +10,10 @@ mod support;
 #[allow(dead_code)]
 mod cli;
 
-use cli::Cli;
+use cli::{export_args, Cli, ClientEnv};
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 use support::*;
@@ -137,78 +137,11 @@ impl Proxy {
 
 /// A server with RECORDS records whose download links go through `proxy`, and a client that
 /// talks to the server directly.
-struct Env {
-    dir: tempfile::TempDir,
-    server: Server,
-    proxy: Proxy,
-    cli: Cli,
-}
-
-impl Env {
-    fn start(proxy: Proxy) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path();
-        let storage = format!("sqlite://{}", data.join("gpdiag.db").display());
-        let config = data.join("gpdiag.toml");
-        let mut text = config_toml(
-            &storage,
-            &format!("url = \"file://{}\"", data.join("objects").display()),
-            "",
-        );
-        text.push_str(&format!(
-            "\n[server]\npublic_url = \"http://{}\"\n",
-            proxy.addr
-        ));
-        std::fs::write(&config, text).unwrap();
-        let server = Server::start(&config, &data.join("serve.log"));
-        proxy.upstream.set(server.addr.clone()).unwrap();
-        import_records(&storage, 0..RECORDS, DATABASE, 0);
-        let work = data.join("work");
-        std::fs::create_dir(&work).unwrap();
-        let cli = Cli::new(&server.addr, &work);
-        Env {
-            dir,
-            server,
-            proxy,
-            cli,
-        }
-    }
-
-    fn work(&self) -> PathBuf {
-        self.dir.path().join("work")
-    }
-
-    /// The bytes behind a finished export's DownloadUrl, fetched from the server directly
-    /// (the link names the proxy; its signature does not cover the host).
-    fn fetch_direct(&self, id: i64) -> Vec<u8> {
-        let record = self.server.downloads().remove(&id).expect("listed");
-        assert_eq!(record["Status"], "finished", "{record}");
-        let url = record["DownloadUrl"].as_str().unwrap().replacen(
-            &format!("http://{}/", self.proxy.addr),
-            &format!("http://{}/", self.server.addr),
-            1,
-        );
-        assert!(url.contains(&self.server.addr), "{url}");
-        let response = self.server.fetch(&url);
-        assert_eq!(response.status(), 200);
-        response.bytes().unwrap().to_vec()
-    }
-}
-
-fn export_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "export",
-        "--instance",
-        INSTANCE,
-        "--database",
-        DATABASE,
-        "--start",
-        START_TIME,
-        "--end",
-        END_TIME,
-    ];
-    args.extend_from_slice(extra);
-    args
+fn start(proxy: Proxy) -> (ClientEnv, Proxy) {
+    let public_url = format!("\n[server]\npublic_url = \"http://{}\"\n", proxy.addr);
+    let env = ClientEnv::start(RECORDS, "", &public_url);
+    proxy.upstream.set(env.server.addr.clone()).unwrap();
+    (env, proxy)
 }
 
 /// Runs the client in the background and waits for it, killing it (and failing) if it has not
@@ -247,7 +180,7 @@ fn a_download_that_breaks_off_is_resumed_with_range_and_equals_the_file() {
     let _serial = one_at_a_time();
     // Download answers 0 (export --wait), 2 (exports download to stdout), 4 and 5 (one
     // download broken twice) are cut; the others go through whole.
-    let env = Env::start(Proxy::start(|n| match n {
+    let (env, proxy) = start(Proxy::start(|n| match n {
         0 | 2 | 4 => Some(CUT),
         5 => Some(CUT / 2),
         _ => None,
@@ -257,7 +190,7 @@ fn a_download_that_breaks_off_is_resumed_with_range_and_equals_the_file() {
         .run(&export_args(&["--wait", "--output", "out.csv"]));
     run.ok();
     let id = *env.server.downloads().keys().max().unwrap();
-    let direct = env.fetch_direct(id);
+    let direct = env.fetch_export(id);
     assert!(direct.len() > 2 * CUT, "the file is {} bytes", direct.len());
     let saved = std::fs::read(env.work().join("out.csv")).unwrap();
     assert!(
@@ -283,10 +216,10 @@ fn a_download_that_breaks_off_is_resumed_with_range_and_equals_the_file() {
         "{}",
         run.stderr
     );
-    let requests = env.proxy.requests();
+    let requests = proxy.requests();
     assert_eq!(requests.len(), 2, "{requests:#?}");
     assert_eq!(
-        env.proxy.ranges(),
+        proxy.ranges(),
         [None, Some(format!("bytes={CUT}-"))],
         "the second request asked for the rest"
     );
@@ -325,7 +258,7 @@ fn a_download_that_breaks_off_is_resumed_with_range_and_equals_the_file() {
     run.ok();
     assert!(std::fs::read(env.work().join("again.csv")).unwrap() == direct);
     assert!(run.stderr.contains(") after 2 retries"), "{}", run.stderr);
-    let ranges = env.proxy.ranges();
+    let ranges = proxy.ranges();
     assert_eq!(
         ranges[2..],
         [
@@ -343,17 +276,17 @@ fn a_download_that_breaks_off_is_resumed_with_range_and_equals_the_file() {
 fn a_link_that_keeps_breaking_gives_up_after_the_retries_with_exit_9() {
     let _serial = one_at_a_time();
     // Every answer is cut after 1000 bytes: six requests bring 6000 bytes, far from the end.
-    let env = Env::start(Proxy::start(|_| Some(1000)));
+    let (env, proxy) = start(Proxy::start(|_| Some(1000)));
     let started = Instant::now();
     let run = run_bounded(
         &env.cli,
-        &env.dir.path().join("work"),
+        &env.work(),
         &export_args(&["--wait", "--output", "out.csv"]),
         Duration::from_secs(120),
     );
     let took = started.elapsed();
     let id = *env.server.downloads().keys().max().unwrap();
-    let total = env.fetch_direct(id).len();
+    let total = env.fetch_export(id).len();
     run.fails(
         9,
         &[
@@ -364,7 +297,7 @@ fn a_link_that_keeps_breaking_gives_up_after_the_retries_with_exit_9() {
         ],
     );
     assert_eq!(
-        env.proxy.ranges(),
+        proxy.ranges(),
         [
             None,
             Some("bytes=1000-".into()),

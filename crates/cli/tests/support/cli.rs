@@ -2,7 +2,9 @@
 //! clean environment (no ALIBABA_CLOUD_* or GPDIAG_* from the developer's shell, HOME in the
 //! test's directory so no real credentials file is read), the test key, captured output.
 
-use crate::support::{creds, BIN};
+use crate::support::{
+    config_toml, creds, import_records, Server, BIN, DATABASE, END_TIME, INSTANCE, START_TIME,
+};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -184,4 +186,80 @@ pub fn one_finished_export(addr: &str) -> Vec<u8> {
         ),
         body.as_bytes(),
     )
+}
+
+/// One server with `records` records of DATABASE (SQLite store, file:// objects), and a client
+/// for it working in `work()`.
+pub struct ClientEnv {
+    pub dir: tempfile::TempDir,
+    pub storage: String,
+    pub server: Server,
+    pub cli: Cli,
+}
+
+impl ClientEnv {
+    /// `exports` is the body of the configuration's [exports] table; `more` is appended to the
+    /// configuration as it is.
+    pub fn start(records: u64, exports: &str, more: &str) -> ClientEnv {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path();
+        let storage = format!("sqlite://{}", data.join("gpdiag.db").display());
+        let config = data.join("gpdiag.toml");
+        let objects = format!("url = \"file://{}\"", data.join("objects").display());
+        let text = config_toml(&storage, &objects, exports) + more;
+        std::fs::write(&config, text).unwrap();
+        let server = Server::start(&config, &data.join("serve.log"));
+        import_records(&storage, 0..records, DATABASE, 0);
+        let work = data.join("work");
+        std::fs::create_dir(&work).unwrap();
+        let cli = Cli::new(&server.addr, &work);
+        ClientEnv {
+            dir,
+            storage,
+            server,
+            cli,
+        }
+    }
+
+    /// The client's working directory.
+    pub fn work(&self) -> PathBuf {
+        self.dir.path().join("work")
+    }
+
+    /// The bytes behind finished export `id`'s DownloadUrl, fetched from this server directly:
+    /// a link may name another host (a proxy, `public_url`); its signature does not cover it.
+    pub fn fetch_export(&self, id: i64) -> Vec<u8> {
+        let record = self
+            .server
+            .downloads()
+            .remove(&id)
+            .expect("the export is listed");
+        assert_eq!(record["Status"], "finished", "{record}");
+        let link = record["DownloadUrl"].as_str().unwrap();
+        let path = link
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split_once('/'))
+            .map(|(_, path)| path)
+            .unwrap_or_else(|| panic!("not an http:// link: {link}"));
+        let response = self.server.get(&format!("/{path}"));
+        assert_eq!(response.status(), 200);
+        response.bytes().unwrap().to_vec()
+    }
+}
+
+/// `gpdiag export` for the test instance, database and window, then `extra`.
+pub fn export_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "export",
+        "--instance",
+        INSTANCE,
+        "--database",
+        DATABASE,
+        "--start",
+        START_TIME,
+        "--end",
+        END_TIME,
+    ];
+    args.extend_from_slice(extra);
+    args
 }
