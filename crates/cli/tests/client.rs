@@ -8,7 +8,7 @@ mod support;
 #[path = "support/cli.rs"]
 mod cli;
 
-use cli::{export_args, Cli, ClientEnv};
+use cli::{export_args, window_args, Cli, ClientEnv};
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
@@ -23,20 +23,7 @@ fn start() -> ClientEnv {
 }
 
 fn search_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "records",
-        "search",
-        "--instance",
-        INSTANCE,
-        "--database",
-        DATABASE,
-        "--start",
-        START_TIME,
-        "--end",
-        END_TIME,
-    ];
-    args.extend_from_slice(extra);
-    args
+    window_args(&["records", "search"], extra)
 }
 
 /// The DownloadId an `export` without --wait printed: its whole standard output.

@@ -229,15 +229,18 @@ fn a_download_that_breaks_off_is_resumed_with_range_and_equals_the_file() {
 
     // To standard output the rest is appended just the same.
     let id_text = id.to_string();
-    let run = env.cli.run(&[
-        "exports",
-        "download",
-        "--instance",
-        INSTANCE,
-        &id_text,
-        "--output",
-        "-",
-    ]);
+    let download = |output: &str| {
+        env.cli.run(&[
+            "exports",
+            "download",
+            "--instance",
+            INSTANCE,
+            &id_text,
+            "--output",
+            output,
+        ])
+    };
+    let run = download("-");
     run.ok();
     assert!(
         run.stdout == direct,
@@ -246,15 +249,7 @@ fn a_download_that_breaks_off_is_resumed_with_range_and_equals_the_file() {
     assert!(run.stderr.contains("to standard output"), "{}", run.stderr);
 
     // Broken twice: resumed from each point in turn.
-    let run = env.cli.run(&[
-        "exports",
-        "download",
-        "--instance",
-        INSTANCE,
-        &id_text,
-        "--output",
-        "again.csv",
-    ]);
+    let run = download("again.csv");
     run.ok();
     assert!(std::fs::read(env.work().join("again.csv")).unwrap() == direct);
     assert!(run.stderr.contains(") after 2 retries"), "{}", run.stderr);

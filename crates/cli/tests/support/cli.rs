@@ -247,10 +247,10 @@ impl ClientEnv {
     }
 }
 
-/// `gpdiag export` for the test instance, database and window, then `extra`.
-pub fn export_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
-    let mut args = vec![
-        "export",
+/// `command` for the test instance, database and window, then `extra`.
+pub fn window_args<'a>(command: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = command.to_vec();
+    args.extend_from_slice(&[
         "--instance",
         INSTANCE,
         "--database",
@@ -259,7 +259,12 @@ pub fn export_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
         START_TIME,
         "--end",
         END_TIME,
-    ];
+    ]);
     args.extend_from_slice(extra);
     args
+}
+
+/// `gpdiag export` for the test instance, database and window, then `extra`.
+pub fn export_args<'a>(extra: &[&'a str]) -> Vec<&'a str> {
+    window_args(&["export"], extra)
 }
