@@ -883,12 +883,7 @@ fn downloads_that_break_off_or_are_refused_exit_9_and_leave_no_file() {
         if first.starts_with("POST") {
             cli::one_finished_export(addr)
         } else {
-            let body = b"The link has expired.\n";
-            cli::http(
-                "403 Forbidden",
-                &format!("Content-Length: {}\r\n", body.len()),
-                body,
-            )
+            cli::link_expired()
         }
     });
     download(&expired).fails(9, &["answered HTTP 403: The link has expired."]);

@@ -450,12 +450,7 @@ fn servers_that_cannot_resume_start_over_or_fail_clearly() {
         if n == 0 {
             whole(Some(40))
         } else {
-            let body = b"The link has expired.\n";
-            cli::http(
-                "403 Forbidden",
-                &format!("Content-Length: {}\r\n", body.len()),
-                body,
-            )
+            cli::link_expired()
         }
     });
     expiring

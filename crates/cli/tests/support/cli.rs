@@ -168,6 +168,16 @@ pub fn http(status: &str, headers: &str, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// A download link's answer once it has expired.
+pub fn link_expired() -> Vec<u8> {
+    let body = b"The link has expired.\n";
+    http(
+        "403 Forbidden",
+        &format!("Content-Length: {}\r\n", body.len()),
+        body,
+    )
+}
+
 /// A DescribeDownloadRecords answer listing one finished export whose link is `/file`.
 pub fn one_finished_export(addr: &str) -> Vec<u8> {
     let body = serde_json::json!({
