@@ -18,6 +18,7 @@
 //! string itself (it may hold a password): errors name parameters and file paths only, and
 //! [`redact`] is the way to show a DSN.
 
+pub use super::describe;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, WebPkiServerVerifier};
 use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
@@ -676,14 +677,11 @@ impl Parsed {
     }
 }
 
+/// A DSN part with `%XX` decoded, as tokio-postgres decodes URLs.
 fn percent_decode(s: &str) -> String {
-    super::percent_decode(s)
-}
-
-/// A driver error with its causes: tokio-postgres's own message stops at "error performing
-/// TLS handshake" or "error connecting to server", and keeps the reason in `source()`.
-pub fn describe(e: &(dyn std::error::Error + 'static)) -> String {
-    super::describe(e)
+    percent_encoding::percent_decode_str(s)
+        .decode_utf8_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]
