@@ -13,16 +13,42 @@ pub struct KeyEntry {
     pub enabled: bool,
 }
 
-#[derive(Debug, Default)]
+/// One view of everything; its three parts are shared, so a refresh of one copies no other.
+#[derive(Debug, Default, Clone)]
 struct Snapshot {
-    keys: HashMap<String, KeyEntry>,
-    keys_generation: i64,
-    instances: HashMap<String, Arc<Instance>>,
+    keys: Arc<Keys>,
+    instances: Arc<Instances>,
+    tasks: Arc<Tasks>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    by_id: HashMap<String, KeyEntry>,
+    generation: i64,
+}
+
+#[derive(Debug, Default)]
+struct Instances {
+    by_id: HashMap<String, Arc<Instance>>,
     /// Each account's instances sorted by ID, for listings.
     by_account: HashMap<Arc<str>, Vec<Arc<Instance>>>,
+}
+
+#[derive(Debug)]
+struct Tasks {
     /// Each instance's download tasks, newest first.
-    tasks: HashMap<String, Vec<Arc<DownloadTask>>>,
-    tasks_generation: i64,
+    by_instance: HashMap<String, Vec<Arc<DownloadTask>>>,
+    generation: i64,
+}
+
+impl Default for Tasks {
+    /// Generation -1, so the first refresh always loads.
+    fn default() -> Tasks {
+        Tasks {
+            by_instance: HashMap::new(),
+            generation: -1,
+        }
+    }
 }
 
 /// Readers clone an `Arc` under a short read lock; reloads build a new snapshot and swap it in.
@@ -48,7 +74,7 @@ impl Registry {
     }
 
     pub fn key(&self, id: &str) -> Option<KeyEntry> {
-        self.current().keys.get(id).cloned()
+        self.current().keys.by_id.get(id).cloned()
     }
 
     /// The instance if it exists *and* belongs to `account`: another account's instance is
@@ -56,6 +82,7 @@ impl Registry {
     pub fn owned_instance(&self, account: &str, id: &str) -> Option<Arc<Instance>> {
         self.current()
             .instances
+            .by_id
             .get(id)
             .filter(|i| i.account == account)
             .cloned()
@@ -63,6 +90,7 @@ impl Registry {
 
     pub fn instances_of(&self, account: &str) -> Vec<Arc<Instance>> {
         self.current()
+            .instances
             .by_account
             .get(account)
             .cloned()
@@ -73,6 +101,7 @@ impl Registry {
     pub fn tasks_of(&self, instance: &str, task_type: DownloadTaskType) -> Vec<Arc<DownloadTask>> {
         self.current()
             .tasks
+            .by_instance
             .get(instance)
             .map(|tasks| {
                 tasks
@@ -91,7 +120,7 @@ impl Registry {
             (TaskStatus::Finished, 0),
             (TaskStatus::Failed, 0),
         ];
-        for task in self.current().tasks.values().flatten() {
+        for task in self.current().tasks.by_instance.values().flatten() {
             if let Some(slot) = counts.iter_mut().find(|(status, _)| *status == task.status) {
                 slot.1 += 1;
             }
@@ -104,7 +133,13 @@ impl Registry {
         let generation = store.keys_generation().await?;
         let keys = store.list_keys().await?;
         let instances = store.list_instances().await?;
-        self.swap(|_| Some(build(keys, generation, instances)));
+        self.swap(|old| {
+            Some(Snapshot {
+                keys: Arc::new(index_keys(keys, generation)),
+                instances: Arc::new(index_instances(instances)),
+                tasks: old.tasks.clone(),
+            })
+        });
         self.refresh_tasks(store).await?;
         Ok(())
     }
@@ -112,7 +147,7 @@ impl Registry {
     /// Reloads the tasks if any changed (here or in another process); returns whether it did.
     pub async fn refresh_tasks(&self, store: &dyn Store) -> Result<bool, StoreError> {
         let generation = store.tasks_generation().await?;
-        if generation == self.current().tasks_generation {
+        if generation == self.current().tasks.generation {
             return Ok(false);
         }
         let mut tasks: HashMap<String, Vec<Arc<DownloadTask>>> = HashMap::new();
@@ -126,13 +161,12 @@ impl Registry {
         // Two refreshes may race (the background loop, an action after its own change): one
         // that read an older generation must not replace what a newer one installed.
         self.swap(|old| {
-            (generation > old.tasks_generation).then(|| Snapshot {
-                keys: old.keys.clone(),
-                keys_generation: old.keys_generation,
-                instances: old.instances.clone(),
-                by_account: old.by_account.clone(),
-                tasks,
-                tasks_generation: generation,
+            (generation > old.tasks.generation).then(|| Snapshot {
+                tasks: Arc::new(Tasks {
+                    by_instance: tasks,
+                    generation,
+                }),
+                ..old.clone()
             })
         });
         Ok(true)
@@ -158,12 +192,17 @@ impl Registry {
         };
         let mut changed = false;
         self.swap(|old| {
-            if old.tasks_generation != progress.generation
-                || !old.tasks.values().flatten().any(|t| newer(t).is_some())
+            if old.tasks.generation != progress.generation
+                || !old
+                    .tasks
+                    .by_instance
+                    .values()
+                    .flatten()
+                    .any(|t| newer(t).is_some())
             {
                 return None;
             }
-            let mut tasks = old.tasks.clone();
+            let mut tasks = old.tasks.by_instance.clone();
             for task in tasks.values_mut().flatten() {
                 if let Some(n) = newer(task) {
                     // Only the changed tasks are copied; the rest stay shared.
@@ -172,12 +211,11 @@ impl Registry {
             }
             changed = true;
             Some(Snapshot {
-                keys: old.keys.clone(),
-                keys_generation: old.keys_generation,
-                instances: old.instances.clone(),
-                by_account: old.by_account.clone(),
-                tasks,
-                tasks_generation: old.tasks_generation,
+                tasks: Arc::new(Tasks {
+                    by_instance: tasks,
+                    generation: old.tasks.generation,
+                }),
+                ..old.clone()
             })
         });
         Ok(changed)
@@ -186,26 +224,23 @@ impl Registry {
     /// Reloads the keys if another process changed them; returns whether it did.
     pub async fn refresh_keys(&self, store: &dyn Store) -> Result<bool, StoreError> {
         let generation = store.keys_generation().await?;
-        if generation == self.current().keys_generation {
+        if generation == self.current().keys.generation {
             return Ok(false);
         }
         let keys = store.list_keys().await?;
         self.swap(|old| {
-            (generation > old.keys_generation).then(|| Snapshot {
-                keys: index_keys(keys),
-                keys_generation: generation,
-                instances: old.instances.clone(),
-                by_account: old.by_account.clone(),
-                tasks: old.tasks.clone(),
-                tasks_generation: old.tasks_generation,
+            (generation > old.keys.generation).then(|| Snapshot {
+                keys: Arc::new(index_keys(keys, generation)),
+                ..old.clone()
             })
         });
         Ok(true)
     }
 }
 
-fn index_keys(keys: Vec<AccessKey>) -> HashMap<String, KeyEntry> {
-    keys.into_iter()
+fn index_keys(keys: Vec<AccessKey>, generation: i64) -> Keys {
+    let by_id = keys
+        .into_iter()
         .map(|k| {
             (
                 k.id,
@@ -216,10 +251,11 @@ fn index_keys(keys: Vec<AccessKey>) -> HashMap<String, KeyEntry> {
                 },
             )
         })
-        .collect()
+        .collect();
+    Keys { by_id, generation }
 }
 
-fn build(keys: Vec<AccessKey>, keys_generation: i64, instances: Vec<Instance>) -> Snapshot {
+fn index_instances(instances: Vec<Instance>) -> Instances {
     let mut by_account: HashMap<Arc<str>, Vec<Arc<Instance>>> = HashMap::new();
     let mut by_id = HashMap::new();
     for instance in instances {
@@ -233,15 +269,7 @@ fn build(keys: Vec<AccessKey>, keys_generation: i64, instances: Vec<Instance>) -
     for list in by_account.values_mut() {
         list.sort_by(|a, b| a.id.cmp(&b.id));
     }
-    Snapshot {
-        keys: index_keys(keys),
-        keys_generation,
-        instances: by_id,
-        by_account,
-        // Filled by `refresh_tasks`; -1 so the first refresh always loads.
-        tasks: HashMap::new(),
-        tasks_generation: -1,
-    }
+    Instances { by_id, by_account }
 }
 
 #[cfg(test)]
