@@ -24,7 +24,7 @@ struct ActionLabel {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct StatusLabel {
-    status: String,
+    status: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,6 +45,54 @@ struct CollectorGauges {
     sampler_connected: InstanceGauges,
     last_sample: InstanceGauges,
     last_error: InstanceGauges,
+}
+
+impl CollectorGauges {
+    /// Each family with its metric name (after the `gpdiag_` prefix) and help text.
+    fn described(&self) -> [(&'static str, &'static str, &InstanceGauges); 8] {
+        [
+            (
+                "collector_lag_bytes",
+                "Log bytes not read yet",
+                &self.lag_bytes,
+            ),
+            (
+                "collector_log_files",
+                "Log files in the log directory",
+                &self.log_files,
+            ),
+            (
+                "collector_log_records",
+                "Query records read from the logs since this process took the instance",
+                &self.log_records,
+            ),
+            (
+                "collector_bad_log_records",
+                "Unreadable log records skipped since this process took the instance",
+                &self.bad_log_records,
+            ),
+            (
+                "collector_running_queries",
+                "Queries running at the last activity sample",
+                &self.running_queries,
+            ),
+            (
+                "collector_sampler_connected",
+                "1 when the activity sampler is connected",
+                &self.sampler_connected,
+            ),
+            (
+                "collector_last_sample_timestamp_seconds",
+                "When the last activity sample was taken (Unix time)",
+                &self.last_sample,
+            ),
+            (
+                "collector_last_error_timestamp_seconds",
+                "When the collector last reported an error (Unix time)",
+                &self.last_error,
+            ),
+        ]
+    }
 }
 
 pub struct Metrics {
@@ -84,49 +132,7 @@ impl Metrics {
             exports.clone(),
         );
         let collectors = CollectorGauges::default();
-        let c = &collectors;
-        for (name, help, family) in [
-            (
-                "collector_lag_bytes",
-                "Log bytes not read yet",
-                &c.lag_bytes,
-            ),
-            (
-                "collector_log_files",
-                "Log files in the log directory",
-                &c.log_files,
-            ),
-            (
-                "collector_log_records",
-                "Query records read from the logs since this process took the instance",
-                &c.log_records,
-            ),
-            (
-                "collector_bad_log_records",
-                "Unreadable log records skipped since this process took the instance",
-                &c.bad_log_records,
-            ),
-            (
-                "collector_running_queries",
-                "Queries running at the last activity sample",
-                &c.running_queries,
-            ),
-            (
-                "collector_sampler_connected",
-                "1 when the activity sampler is connected",
-                &c.sampler_connected,
-            ),
-            (
-                "collector_last_sample_timestamp_seconds",
-                "When the last activity sample was taken (Unix time)",
-                &c.last_sample,
-            ),
-            (
-                "collector_last_error_timestamp_seconds",
-                "When the collector last reported an error (Unix time)",
-                &c.last_error,
-            ),
-        ] {
+        for (name, help, family) in collectors.described() {
             registry.register(name, help, family.clone());
         }
         Self {
@@ -156,7 +162,7 @@ impl Metrics {
         for (status, count) in state.registry.task_counts() {
             self.exports
                 .get_or_create(&StatusLabel {
-                    status: status.as_str().to_owned(),
+                    status: status.as_str(),
                 })
                 .set(i64::try_from(count).unwrap_or(i64::MAX));
         }
@@ -171,16 +177,7 @@ impl Metrics {
     /// reports its own, so sums across nodes count every instance once.
     async fn render_collectors(&self, state: &AppState) {
         let c = &self.collectors;
-        for family in [
-            &c.lag_bytes,
-            &c.log_files,
-            &c.log_records,
-            &c.bad_log_records,
-            &c.running_queries,
-            &c.sampler_connected,
-            &c.last_sample,
-            &c.last_error,
-        ] {
+        for (_, _, family) in c.described() {
             family.clear();
         }
         for instance in &self.collected {
