@@ -149,21 +149,12 @@ fn start(proxy: Proxy) -> (ClientEnv, Proxy) {
 fn run_bounded(cli: &Cli, dir: &Path, args: &[&str], timeout: Duration) -> cli::Run {
     let (out, err) = (dir.join("run.out"), dir.join("run.err"));
     let mut child = cli.spawn(args, &out, &err);
-    let deadline = Instant::now() + timeout;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "gpdiag {args:?} still ran after {timeout:?}:\n{}",
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let status = exit_within(&mut child, timeout, || {
+        format!(
+            "gpdiag {args:?} still ran after {timeout:?}:\n{}",
+            std::fs::read_to_string(&err).unwrap_or_default()
+        )
+    });
     cli::Run {
         code: status.code().unwrap_or(-1),
         stdout: std::fs::read(&out).unwrap(),

@@ -89,6 +89,27 @@ pub fn wait_for<T>(
     }
 }
 
+/// The child's exit status once it ends; if it still runs after `timeout`, it is killed and
+/// the test fails with `why()`: a process that never ends must fail the test, not hang it.
+pub fn exit_within(
+    child: &mut Child,
+    timeout: Duration,
+    why: impl FnOnce() -> String,
+) -> ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{}", why());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// One `gpdiag serve` process. Its standard output and error go to a file (a pipe nobody
 /// reads would fill up and block the server). Dropping it kills the process.
 pub struct Server {
@@ -196,21 +217,12 @@ impl Server {
             .status()
             .unwrap();
         assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!(
-                    "no graceful exit within 30 s of SIGTERM:\n{}",
-                    self.log_text()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exit_within(&mut child, Duration::from_secs(30), || {
+            format!(
+                "no graceful exit within 30 s of SIGTERM:\n{}",
+                self.log_text()
+            )
+        })
     }
 
     /// A signed (ACS3) POST of one action; the status and the JSON body.
